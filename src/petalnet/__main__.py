@@ -1,0 +1,5 @@
+import sys
+
+from petalnet.cli import main
+
+sys.exit(main())
