@@ -1,0 +1,76 @@
+"""Checkpoints: written atomically, read with `torch.load(weights_only=True)` (no pickled code runs).
+
+A checkpoint is a plain dict:
+    format, version   "petalnet", 1
+    meta              model name, class names, image_size, eval_resize, mean, std: all a user needs
+    model             the state_dict
+    epoch, val_acc    when it was saved and how it scored
+    config            the run's resolved config
+  last.pt adds optimizer, scheduler, rng, history, best_acc, best_epoch (what --resume needs).
+"""
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import torch
+
+from petalnet.errors import UserError
+from petalnet.fileio import atomic_path
+from petalnet.models import build_model
+
+FORMAT, VERSION = "petalnet", 1
+
+
+def save_checkpoint(path, state):
+    state = {"format": FORMAT, "version": VERSION, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path):
+    """Load a petalnet checkpoint onto the CPU, or raise UserError with one line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise UserError(f"no such checkpoint: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise UserError(f"refusing to load {path}: it is not a plain weights file ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as err:
+        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        raise UserError(f"cannot read checkpoint {path}: truncated or not a checkpoint ({reason})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "meta" not in ckpt:
+        raise UserError(f"{path} is not a petalnet checkpoint")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt, path="checkpoint"):
+    """Build the checkpoint's model and load its weights; one clear line if they do not fit."""
+    meta = ckpt["meta"]
+    model = build_model(meta["model"], len(meta["classes"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise UserError(f"{path}: weights do not fit model '{meta['model']}' with "
+                        f"{len(meta['classes'])} classes ({reason})") from None
+    return model
+
+
+def rng_state():
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

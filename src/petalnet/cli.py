@@ -1,0 +1,188 @@
+"""The `petalnet` command line. Each subcommand is a thin layer over a module's function.
+
+    petalnet data get [--source URL|FILE.tgz] [--dest DIR]
+    petalnet data check [DIR] [--json]
+    petalnet data split [SRC] --out DIR [--val-fraction 0.1] [--seed 0]
+    petalnet train [--data DIR] --out RUN [--recipe seed] [--epochs N] ... [--resume | --overwrite]
+    petalnet evaluate MODEL [--data DIR] [--json] [--out DIR]
+    petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png]
+
+Errors a user can cause print one line on stderr and exit 2; Ctrl-C exits 130.
+"""
+
+import argparse
+import json
+import sys
+
+import petalnet
+from petalnet.errors import UserError
+from petalnet.recipes import DEFAULT_RECIPE, RECIPES
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag prints one line (not the usage block) and exits 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def cmd_data_get(args):
+    from petalnet.download import get_dataset
+
+    path = get_dataset(args.source, args.dest)
+    print(f"dataset: {path}")
+    print(f"use it with: petalnet train --data {path} --out runs/seed   (or export PETALNET_DATA={path})")
+
+
+def cmd_data_check(args):
+    from petalnet.check import check_dataset, format_report
+
+    report = check_dataset(_data_dir(args.dir))
+    print(json.dumps(report) if args.json else format_report(report))
+    return 1 if report["unreadable"] else 0
+
+
+def cmd_data_split(args):
+    from petalnet.split import make_split, summarize, write_split_folders
+
+    split = make_split(_data_dir(args.src), args.val_fraction, args.seed)
+    copied = write_split_folders(split, args.out)
+    print(summarize(split))
+    how = f"copied {copied} file(s) where hard links failed" if copied else "hard links, no copies"
+    print(f"wrote {args.out}/train and {args.out}/val ({how})")
+
+
+def cmd_train(args):
+    from petalnet.train import train
+
+    overrides = {key: getattr(args, key) for key in TRAIN_OVERRIDES}
+    try:
+        train(data=args.data, out=args.out, recipe=args.recipe, overrides=overrides, device=args.device,
+              workers=args.workers, resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
+              f"'petalnet train --out {args.out} --resume'", file=sys.stderr)
+        return 130
+
+
+def cmd_predict(args):
+    from petalnet.predict import run_predict
+
+    return run_predict(args.model, args.paths, topk=args.topk, as_json=args.json, plot=args.plot,
+                       device=args.device, batch_size=args.batch_size, workers=args.workers)
+
+
+def cmd_evaluate(args):
+    from petalnet.evaluate import run_evaluate
+
+    return run_evaluate(args.model, data=args.data, out=args.out, as_json=args.json,
+                        batch_size=args.batch_size, device=args.device, workers=args.workers)
+
+
+def _data_dir(path):
+    from petalnet.download import default_data_dir
+
+    path = path or default_data_dir()
+    if path is None:
+        raise UserError("no dataset: pass a folder, set $PETALNET_DATA, or run 'petalnet data get'")
+    return path
+
+
+# train flags that override a recipe value: (flag, type, help)
+TRAIN_FLAGS = [
+    ("--model", str, "alexnet_half (the tutorial's) or alexnet (torchvision's full width)"),
+    ("--epochs", int, "number of epochs"),
+    ("--batch-size", int, "images per training step"),
+    ("--lr", float, "learning rate"),
+    ("--optimizer", str, "adam, adamw or sgd"),
+    ("--weight-decay", float, "weight decay"),
+    ("--scheduler", str, "constant or cosine (per step)"),
+    ("--warmup-epochs", int, "linear warmup epochs"),
+    ("--label-smoothing", float, "cross-entropy label smoothing"),
+    ("--image-size", int, "training and evaluation image size in pixels"),
+    ("--val-fraction", float, "fraction of each class held out for val (folder of class folders only)"),
+    ("--seed", int, "random seed (split, init, augmentation, order)"),
+]
+TRAIN_OVERRIDES = [flag[2:].replace("-", "_") for flag, _, _ in TRAIN_FLAGS]
+
+
+def add_data_commands(sub):
+    data = sub.add_parser("data", help="get, check and split photos")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
+    get = data_sub.add_parser("get", help="download (or unpack) flower_photos and check it")
+    get.add_argument("--source", help="URL or local .tgz (default: the official archive)")
+    get.add_argument("--dest", help="folder to put it in (default: $PETALNET_HOME or ~/.cache/petalnet)")
+    get.set_defaults(func=cmd_data_get)
+    check = data_sub.add_parser("check", help="count photos, find unreadable files and duplicates")
+    check.add_argument("dir", nargs="?", help="folder of class folders or train/val (default: $PETALNET_DATA)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(func=cmd_data_check)
+    split = data_sub.add_parser("split", help="write a train/val layout of hard links")
+    split.add_argument("src", nargs="?", help="folder of class folders (default: $PETALNET_DATA)")
+    split.add_argument("--out", required=True, help="new folder for train/ and val/")
+    split.add_argument("--val-fraction", type=float, default=0.1)
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(func=cmd_data_split)
+
+
+def add_train_command(sub):
+    train = sub.add_parser("train", help="train a model into a run folder")
+    train.add_argument("--data", help="class folders or train/val layout (default: $PETALNET_DATA)")
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--recipe", help=f"one of {', '.join(RECIPES)} (default {DEFAULT_RECIPE})")
+    for flag, kind, text in TRAIN_FLAGS:
+        train.add_argument(flag, type=kind, help=f"{text} (default: the recipe's)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    train.add_argument("--workers", type=int, help="DataLoader worker processes (default: 0 on CPU, 8 on GPU)")
+    train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    train.set_defaults(func=cmd_train)
+
+
+def add_use_commands(sub):
+    predict = sub.add_parser("predict", help="classify photos with a trained model")
+    predict.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
+    predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    predict.add_argument("--topk", type=int, default=3, help="classes per photo (default 3)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--plot", metavar="OUT.png", help="save the photos titled with their prediction")
+    predict.set_defaults(func=cmd_predict)
+    evaluate = sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix, mistakes")
+    evaluate.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
+    evaluate.add_argument("--data", help="class folders or a train/val layout (its val/); default: the run's val")
+    evaluate.add_argument("--out", help="folder for report.json and pictures (default: RUN/eval-<name>/)")
+    evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    evaluate.set_defaults(func=cmd_evaluate)
+    for command in (predict, evaluate):
+        command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+        command.add_argument("--batch-size", type=int, default=64, help="photos per batch (default 64)")
+        command.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
+
+
+def build_parser():
+    parser = OneLineParser(prog="petalnet", description="Train, evaluate and use image classifiers.")
+    parser.add_argument("--version", action="version", version=f"petalnet {petalnet.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_data_commands(sub)
+    add_train_command(sub)
+    add_use_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as err:
+        print(f"petalnet: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("\npetalnet: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The run folder: everything `train` writes, each file written atomically.
+
+    RUN/best.pt               weights with the best val accuracy (+ meta: classes, model, transform)
+    RUN/last.pt               everything --resume needs (optimizer, scheduler, epoch, RNG, history)
+    RUN/class_indices.json    {"0": "daisy", ...}, the tutorial's format
+    RUN/config.json           the resolved recipe, data, device and environment
+    RUN/metrics.csv           one row per epoch
+    RUN/curves.png            loss and accuracy per epoch
+    RUN/split.json            which photos went to train and val (when petalnet split the folder)
+"""
+
+import csv
+import io
+from pathlib import Path
+
+from petalnet.errors import UserError
+from petalnet.fileio import write_json, write_text
+
+METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_seconds", "train_images_per_s"]
+RUN_FILES = ["best.pt", "last.pt", "class_indices.json", "config.json", "metrics.csv", "curves.png",
+             "split.json"]
+
+
+def check_run_folder(run, resume, overwrite):
+    """Refuse to clobber an existing run silently. Writes nothing."""
+    run = Path(run)
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other: pick one")
+    if run.exists() and not run.is_dir():
+        raise UserError(f"--out {run} is a file, not a folder")
+    if resume:
+        if not (run / "last.pt").is_file():
+            raise UserError(f"nothing to resume: {run / 'last.pt'} does not exist")
+        return
+    if run.is_dir() and any(run.iterdir()) and not overwrite:
+        raise UserError(f"{run} already holds a run: pass --resume to continue it or --overwrite to replace it")
+
+
+def start_run_folder(run, overwrite):
+    run = Path(run)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create run folder {run}: {err.strerror or err}") from None
+    if overwrite:
+        for name in RUN_FILES:
+            (run / name).unlink(missing_ok=True)
+    return run
+
+
+def write_class_indices(run, classes):
+    write_json(Path(run) / "class_indices.json", {str(i): name for i, name in enumerate(classes)})
+
+
+def write_metrics(run, history):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+    write_text(Path(run) / "metrics.csv", buffer.getvalue())
+
+
+def read_metrics(run):
+    with open(Path(run) / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _fmt(value):
+    return f"{value:.6g}" if isinstance(value, float) else value

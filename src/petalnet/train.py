@@ -1,0 +1,228 @@
+"""`petalnet train`: photos -> batches -> model -> checkpoints, epoch by epoch, resumable.
+
+    petalnet train --data ~/.cache/petalnet/flower_photos --out runs/seed --recipe seed
+    petalnet train --out runs/seed --resume               # continue after a stop
+    petalnet train --out runs/seed --resume --epochs 20   # or train longer
+
+The structure follows torchvision's references/classification: load_data, train_one_epoch, evaluate.
+"""
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+import petalnet
+from petalnet import runs
+from petalnet.check import scan_photos
+from petalnet.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from petalnet.config import resolve_config, resumed_config
+from petalnet.dataset import PhotoDataset, make_loader
+from petalnet.device import describe, pick_device
+from petalnet.download import default_data_dir
+from petalnet.engine import evaluate, train_one_epoch
+from petalnet.errors import UserError
+from petalnet.fileio import write_json
+from petalnet.folders import find_classes, is_split_layout, require_folder
+from petalnet.models import build_model, count_parameters
+from petalnet.plots import plot_curves
+from petalnet.split import make_split
+from petalnet.transforms import eval_transform, train_transform
+
+
+@dataclass
+class TrainData:
+    classes: list
+    train_paths: list
+    train_labels: list
+    val_paths: list
+    val_labels: list
+    layout: str
+    left_out: list = field(default_factory=list)  # [{"path", "error"}] unreadable photos
+    split: dict = None  # the split record when petalnet split a folder of class folders
+
+
+def load_data(root, config, saved_split=None, progress=True):
+    """Find the photos: a train/val layout as is, or a folder of class folders split on the fly."""
+    root = require_folder(root)
+    if is_split_layout(root):
+        return _load_split_layout(root, progress)
+    split = saved_split or make_split(root, config["val_fraction"], config["seed"], progress=progress)
+    source = Path(root)
+
+    def column(part, i):
+        return [source / row[0] if i == 0 else row[1] for row in split[part]]
+
+    return TrainData(classes=split["classes"], train_paths=column("train", 0), train_labels=column("train", 1),
+                     val_paths=column("val", 0), val_labels=column("val", 1), layout="class folders",
+                     left_out=split["left_out"], split=split)
+
+
+def _load_split_layout(root, progress):
+    classes = find_classes(root / "train")
+    extra = sorted(set(find_classes(root / "val")) - set(classes))
+    if extra:
+        raise UserError(f"val has classes that train lacks: {', '.join(extra)} (train has {', '.join(classes)})")
+    train_scan = scan_photos(root / "train", classes, progress=progress, desc="checking train photos")
+    val_scan = scan_photos(root / "val", classes, progress=progress, desc="checking val photos")
+    train_paths, train_labels, _ = train_scan.readable()
+    val_paths, val_labels, _ = val_scan.readable()
+    if not val_paths:
+        raise UserError(f"no readable photos in {root / 'val'}")
+    left_out = [{"path": str(p.relative_to(root)), "error": why}
+                for scan in (train_scan, val_scan) for p, why in scan.unreadable.items()]
+    return TrainData(classes=classes, train_paths=train_paths, train_labels=train_labels, val_paths=val_paths,
+                     val_labels=val_labels, layout="train/val", left_out=left_out)
+
+
+def build_optimizer(model, config):
+    params, lr, wd = model.parameters(), config["lr"], config["weight_decay"]
+    if config["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], weight_decay=wd, nesterov=True)
+    if config["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+
+
+def build_scheduler(optimizer, config, steps_per_epoch):
+    """Per-step learning-rate factor: optional linear warmup, then constant or cosine to zero."""
+    warmup = config["warmup_epochs"] * steps_per_epoch
+    total = config["epochs"] * steps_per_epoch
+    cosine = config["scheduler"] == "cosine"
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def checkpoint_meta(config, classes):
+    keys = ("model", "image_size", "eval_resize", "mean", "std")
+    return {"classes": list(classes), **{k: config[k] for k in keys}}
+
+
+def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", workers=None,
+          resume=False, overwrite=False, progress=True, log=print):
+    """Train a model into the run folder `out`; returns the list of per-epoch metric rows."""
+    runs.check_run_folder(out, resume, overwrite)
+    previous = load_checkpoint(Path(out) / "last.pt") if resume else None
+    if previous:
+        config = resumed_config(previous["config"], overrides, log)
+        data = data or config["data"]
+    else:
+        config = resolve_config(recipe, overrides)
+        data = data or default_data_dir()
+    if data is None:
+        raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
+    device = pick_device(device)
+    workers = default_workers(device) if workers is None else workers
+    if workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {workers}")
+    saved_split = _saved_split(out) if previous else None
+    photos = load_data(data, config, saved_split, progress)
+    if photos.left_out:
+        log(f"left out {len(photos.left_out)} unreadable file(s):")
+        for row in photos.left_out:
+            log(f"  {row['path']}: {row['error']}")
+    config.update(data=str(Path(data).resolve()), layout=photos.layout, classes=photos.classes)
+    run = runs.start_run_folder(out, overwrite)
+    log(f"device: {describe(device)}; {len(photos.train_paths)} train / {len(photos.val_paths)} val photos, "
+        f"{len(photos.classes)} classes; run folder {run}")
+    _write_run_description(run, config, photos, device, workers)
+    return fit(run, config, photos, device, workers, previous, progress, log)
+
+
+def _saved_split(out):
+    path = Path(out) / "split.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def default_workers(device):
+    """DataLoader worker processes: none on the CPU, where the model is the limit; up to 8 on a GPU."""
+    if device.type == "cpu":
+        return 0
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _write_run_description(run, config, photos, device, workers):
+    runs.write_class_indices(run, photos.classes)
+    if photos.split is not None:
+        write_json(run / "split.json", photos.split)
+    description = {**config, "num_train": len(photos.train_paths), "num_val": len(photos.val_paths),
+                   "left_out": photos.left_out, "device": describe(device), "workers": workers,
+                   "petalnet": petalnet.__version__, "torch": torch.__version__,
+                   "torchvision": torchvision.__version__, "python": platform.python_version(),
+                   "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json(run / "config.json", description)
+
+
+def fit(run, config, photos, device, workers, previous, progress, log):
+    """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always)."""
+    torch.manual_seed(config["seed"])
+    model = build_model(config["model"], len(photos.classes)).to(device)
+    log(f"model {config['model']}: {count_parameters(model):,} parameters; recipe {config['recipe']}")
+    train_set = PhotoDataset(photos.train_paths, photos.train_labels, train_transform(config))
+    val_set = PhotoDataset(photos.val_paths, photos.val_labels, eval_transform(config))
+    generator = torch.Generator()
+    train_loader = make_loader(train_set, config["batch_size"], workers, True, device, generator)
+    val_loader = make_loader(val_set, max(config["batch_size"], 64), workers, False, device)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, len(train_loader))
+    history, best_acc, best_epoch, start = [], -1.0, 0, 1
+    if previous:
+        model.load_state_dict(previous["model"])
+        optimizer.load_state_dict(previous["optimizer"])
+        scheduler.load_state_dict(previous["scheduler"])
+        restore_rng_state(previous["rng"])
+        history, best_acc, best_epoch = previous["history"], previous["best_acc"], previous["best_epoch"]
+        start = previous["epoch"] + 1
+        if start > config["epochs"]:
+            log(f"{run} already finished {previous['epoch']} epochs: pass --epochs N to train longer")
+            return history
+        log(f"resuming at epoch {start}/{config['epochs']} (best val_acc {best_acc:.4f} at epoch {best_epoch})")
+    meta = checkpoint_meta(config, photos.classes)
+    for epoch in range(start, config["epochs"] + 1):
+        generator.manual_seed(config["seed"] * 1_000_003 + epoch)  # the epoch's order and worker seeds
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        desc = f"epoch {epoch}/{config['epochs']}"
+        stats = train_one_epoch(model, train_loader, criterion, optimizer, scheduler, device, desc, progress)
+        result = evaluate(model, val_loader, device, desc="val", progress=progress)
+        row = {"epoch": epoch, "train_loss": stats["loss"], "val_loss": result.loss, "val_acc": result.accuracy,
+               "lr": lr, "epoch_seconds": time.perf_counter() - started,
+               "train_images_per_s": stats["images"] / max(stats["seconds"], 1e-9)}
+        history.append(row)
+        improved = result.accuracy > best_acc
+        if improved:
+            best_acc, best_epoch = result.accuracy, epoch
+            save_checkpoint(run / "best.pt", {"meta": meta, "model": model.state_dict(), "epoch": epoch,
+                                              "val_acc": result.accuracy, "config": config})
+        save_checkpoint(run / "last.pt", {
+            "meta": meta, "model": model.state_dict(), "epoch": epoch, "val_acc": result.accuracy,
+            "config": config, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": rng_state(), "history": history, "best_acc": best_acc, "best_epoch": best_epoch})
+        runs.write_metrics(run, history)
+        plot_curves(history, run / "curves.png", title=f"{run.name}: {config['model']}, recipe {config['recipe']}")
+        log(format_epoch(row, config["epochs"], improved))
+    log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
+    return history
+
+
+def format_epoch(row, epochs, improved):
+    return (f"epoch {row['epoch']:>3}/{epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+            f"val_acc {row['val_acc']:.4f}  lr {row['lr']:.3g}  {row['epoch_seconds']:.1f} s  "
+            f"{row['train_images_per_s']:.1f} img/s" + ("  *best" if improved else ""))
