@@ -1,0 +1,69 @@
+"""`petalnet data check`: counts, unreadable and non-image files, exact duplicates."""
+
+import json
+
+from conftest import cli
+from imagegen import jpeg_bytes, make_class_folders, truncated_jpeg, write_photo
+
+
+def make_messy_folder(root):
+    make_class_folders(root, {"cats": 4, "dogs": 3})
+    (root / "cats" / "truncated.jpg").write_bytes(truncated_jpeg())
+    (root / "cats" / "text.jpg").write_text("not really a jpeg\n")
+    (root / "dogs" / "empty.png").write_bytes(b"")
+    (root / "dogs" / "notes.txt").write_text("a note\n")
+    (root / "dogs" / "same_as_cat0.jpg").write_bytes((root / "cats" / "img_000.jpg").read_bytes())
+    (root / "dogs" / "sub").mkdir()
+    write_photo(root / "dogs" / "sub" / "twin_a.jpg", 77)
+    write_photo(root / "dogs" / "sub" / "twin_b.jpg", 77)
+    return root
+
+
+def test_check_reports_every_problem_as_json(tmp_path, capsys):
+    root = make_messy_folder(tmp_path / "photos")
+    assert cli("data", "check", root, "--json") == 1  # some files are unreadable
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == ["cats", "dogs"]
+    assert report["counts"] == {"cats": 4, "dogs": 6}
+    assert report["total"] == 10
+    bad = {r["path"]: r["error"] for r in report["unreadable"]}
+    assert set(bad) == {"cats/truncated.jpg", "cats/text.jpg", "dogs/empty.png"}
+    assert "truncated" in bad["cats/truncated.jpg"]
+    assert report["non_image"] == ["dogs/notes.txt"]
+    groups = {tuple(g["paths"]): g for g in report["duplicates"]}
+    assert groups[("cats/img_000.jpg", "dogs/same_as_cat0.jpg")]["across_folders"] is True
+    assert groups[("dogs/sub/twin_a.jpg", "dogs/sub/twin_b.jpg")]["across_folders"] is False
+    assert len(groups) == 2
+
+
+def test_check_clean_folder_exits_zero_with_readable_text(tmp_path, capsys):
+    root = make_class_folders(tmp_path / "p", {"a": 2, "b": 2})
+    assert cli("data", "check", root) == 0
+    out = capsys.readouterr().out
+    assert "4 readable photos" in out and "unreadable: 0" in out and "exact duplicates: 0 groups" in out
+
+
+def test_check_train_val_layout_finds_leaks_between_them(tmp_path, capsys):
+    root = tmp_path / "split"
+    make_class_folders(root / "train", {"a": 3, "b": 3})
+    make_class_folders(root / "val", {"a": 1, "b": 1}, start_seed=100)
+    (root / "val" / "a" / "leak.jpg").write_bytes(jpeg_bytes(0))  # same bytes as train/a/img_000.jpg
+    assert cli("data", "check", root, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layout"] == "train/val"
+    assert report["counts"] == {"train/a": 3, "train/b": 3, "val/a": 2, "val/b": 1}
+    assert [g["paths"] for g in report["duplicates"]] == [["train/a/img_000.jpg", "val/a/leak.jpg"]]
+
+
+def test_check_real_flower_photos(flowers, capsys):
+    assert cli("data", "check", flowers, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert report["total"] == sum(report["counts"].values()) > 3000
+    across = [g for g in report["duplicates"] if g["across_folders"]]
+    assert any({p.split("/")[0] for p in g["paths"]} == {"roses", "tulips"} for g in across)
+
+
+def test_check_missing_folder(tmp_path, capsys):
+    assert cli("data", "check", tmp_path / "nope") == 2
+    assert capsys.readouterr().err.strip() == f"petalnet: error: no such folder: {tmp_path / 'nope'}"

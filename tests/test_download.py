@@ -1,0 +1,160 @@
+"""`petalnet data get` against a local HTTP server serving archives the tests build."""
+
+import functools
+import http.server
+import io
+import os
+import tarfile
+import threading
+
+import pytest
+
+from conftest import cli, run_petalnet
+from imagegen import jpeg_bytes
+from petalnet.download import FLOWER_PHOTOS
+
+COUNTS = FLOWER_PHOTOS["counts"]
+
+
+def build_archive(path, counts=COUNTS, extra_members=()):
+    """A gzip tar shaped like flower_photos.tgz, with tiny distinct-enough JPEGs."""
+    photo = jpeg_bytes(0, size=(8, 8))
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "flower_photos/LICENSE.txt", b"CC-BY test archive\n")
+        for name, n in counts.items():
+            for k in range(n):
+                _add(tar, f"flower_photos/{name}/{k}.jpg", photo)
+        for member, data in extra_members:
+            _add(tar, member, data)
+    return path
+
+
+def _add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return build_archive(tmp_path_factory.mktemp("archives") / "flower_photos.tgz")
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with HTTP Range support; `cut_after` bytes then drops the connection, once."""
+
+    cut_after = None
+    requests = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            return self.send_error(404)
+        data = open(path, "rb").read()
+        start = 0
+        header = self.headers.get("Range")
+        type(self).requests.append(header)
+        if header and header.startswith("bytes="):
+            start = int(header[6:].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if type(self).cut_after is not None:
+            body, type(self).cut_after = body[: type(self).cut_after], None
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www; yields (base_url, folder, handler class)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = type("Handler", (RangeHandler,), {"cut_after": None, "requests": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(www)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", www, handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_checks_extracts_and_second_call_is_a_no_op(server, archive, tmp_path, capsys):
+    url, www, _ = server
+    (www / "flower_photos.tgz").write_bytes(archive.read_bytes())
+    dest = tmp_path / "cache"
+    assert cli("data", "get", "--source", f"{url}/flower_photos.tgz", "--dest", dest) == 0
+    for name, n in COUNTS.items():
+        assert len(list((dest / "flower_photos" / name).iterdir())) == n
+    assert (dest / "flower_photos.tgz").is_file()
+    assert not list(dest.glob("*.part")) and not list(dest.glob(".flower_photos.*"))
+    capsys.readouterr()
+    assert cli("data", "get", "--source", f"{url}/flower_photos.tgz", "--dest", dest) == 0
+    assert "already there (3670 photos)" in capsys.readouterr().out
+
+
+def test_default_destination_is_petalnet_home(archive, tmp_path, monkeypatch):
+    monkeypatch.setenv("PETALNET_HOME", str(tmp_path / "home"))
+    assert cli("data", "get", "--source", archive) == 0
+    assert (tmp_path / "home" / "flower_photos" / "tulips").is_dir()
+
+
+def test_truncated_download_is_rejected_and_never_used(server, archive, tmp_path):
+    url, www, _ = server
+    data = archive.read_bytes()
+    (www / "flower_photos.tgz").write_bytes(data[: len(data) // 2])
+    dest = tmp_path / "cache"
+    result = run_petalnet("data", "get", "--source", f"{url}/flower_photos.tgz", "--dest", dest)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not a complete gzip tar" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (dest / "flower_photos").exists() and not (dest / "flower_photos.tgz").exists()
+
+
+def test_interrupted_download_resumes_with_a_range_request(server, archive, tmp_path, capsys):
+    url, www, handler = server
+    (www / "flower_photos.tgz").write_bytes(archive.read_bytes())
+    handler.cut_after = 1000
+    dest = tmp_path / "cache"
+    assert cli("data", "get", "--source", f"{url}/flower_photos.tgz", "--dest", dest) == 2
+    assert "run again to resume" in capsys.readouterr().err
+    assert (dest / "flower_photos.tgz.part").stat().st_size == 1000
+    assert not (dest / "flower_photos").exists()
+    assert cli("data", "get", "--source", f"{url}/flower_photos.tgz", "--dest", dest) == 0
+    assert handler.requests[-1] == "bytes=1000-"
+    assert (dest / "flower_photos.tgz").read_bytes() == archive.read_bytes()
+    assert len(list((dest / "flower_photos" / "daisy").iterdir())) == COUNTS["daisy"]
+
+
+def test_archive_with_other_counts_is_not_flower_photos(tmp_path, capsys):
+    wrong = build_archive(tmp_path / "wrong.tgz", counts={**COUNTS, "roses": 10})
+    assert cli("data", "get", "--source", wrong, "--dest", tmp_path / "d") == 2
+    assert "is not the flower_photos archive" in capsys.readouterr().err
+    assert not (tmp_path / "d" / "flower_photos").exists()
+
+
+def test_not_a_gzip_tar(tmp_path, capsys):
+    fake = tmp_path / "flower_photos.tgz"
+    fake.write_text("<html>404</html>")
+    assert cli("data", "get", "--source", fake, "--dest", tmp_path / "d") == 2
+    assert "not a complete gzip tar" in capsys.readouterr().err
+
+
+def test_unsafe_member_is_refused_and_nothing_escapes(tmp_path, capsys):
+    evil = build_archive(tmp_path / "evil.tgz", extra_members=[("flower_photos/../../escaped.txt", b"x")])
+    dest = tmp_path / "a" / "b"
+    assert cli("data", "get", "--source", evil, "--dest", dest) == 2
+    assert "refusing unsafe archive" in capsys.readouterr().err
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "a" / "escaped.txt").exists()
+    assert not (dest / "flower_photos").exists()
+
+
+def test_missing_local_archive(tmp_path, capsys):
+    assert cli("data", "get", "--source", tmp_path / "nope.tgz", "--dest", tmp_path) == 2
+    assert "no such archive" in capsys.readouterr().err
