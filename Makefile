@@ -25,7 +25,16 @@ demo: $(STAMP)
 	else $(PETALNET) data get; data="$${PETALNET_HOME:-$$HOME/.cache/petalnet}/flower_photos"; fi; \
 	if [ -f $(DEMO_RUN)/last.pt ]; then $(PETALNET) train --out $(DEMO_RUN) --resume; \
 	else $(PETALNET) train --data "$$data" --out $(DEMO_RUN); fi; \
-	echo; echo "run folder: $(DEMO_RUN) (best.pt, last.pt, metrics.csv, curves.png, config.json)"
+	$(PETALNET) evaluate $(DEMO_RUN) --out $(DEMO_RUN)/eval-val; \
+	$(PY) -c "import json; s = json.load(open('$(DEMO_RUN)/split.json')); \
+	print('\0'.join(s['source'] + '/' + p for p, _ in s['val'][5::28]), end='')" \
+	| xargs -0 $(PETALNET) predict $(DEMO_RUN) --plot $(DEMO_RUN)/predictions.png; \
+	echo; echo "results in $(DEMO_RUN)/:"; \
+	echo "  curves.png                 loss and val accuracy per epoch (metrics.csv: the numbers)"; \
+	echo "  eval-val/confusion.png     confusion matrix on the val photos (report.json: the numbers)"; \
+	echo "  eval-val/mistakes.png      the most confident wrong predictions"; \
+	echo "  predictions.png            a few val photos with their predicted class"; \
+	echo "  best.pt                    the weights: petalnet predict $(DEMO_RUN) PHOTO..."
 
 clean-demo:
 	rm -rf $(DEMO_RUN)

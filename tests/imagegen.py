@@ -38,3 +38,33 @@ def make_class_folders(root, counts, start_seed=0):
 def truncated_jpeg(seed=999):
     data = jpeg_bytes(seed, size=(200, 160))
     return data[: len(data) // 2]
+
+
+def save_variants(photo, folder):
+    """Save one RGB photo in every format and mode users' folders hold; returns {name: path}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    img = photo.convert("RGB")
+    gray = img.convert("L")
+    paths = {}
+
+    def save(name, image, **kwargs):
+        paths[name] = folder / name
+        image.save(paths[name], **kwargs)
+
+    rgba = img.copy()
+    rgba.putalpha(255)
+    save("rgba_opaque.png", rgba)
+    save("palette.png", img.convert("P", palette=Image.Palette.ADAPTIVE, colors=256))
+    save("gray.png", gray)
+    save("gray16.png", Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257))
+    save("cmyk.jpg", img.convert("CMYK"), quality=95)
+    save("photo.webp", img, lossless=True)
+    save("photo.bmp", img)
+    save("photo.tif", img)
+    save("first_frame.gif", img.convert("P"), save_all=True,
+         append_images=[Image.new("P", img.size, 0)], duration=100)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    save("exif_rotated.jpg", img.transpose(Image.Transpose.ROTATE_90), exif=exif, quality=95)
+    save("upright.jpg", img, quality=95)
+    return paths

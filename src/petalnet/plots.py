@@ -1,17 +1,31 @@
 """Pictures of a run, drawn with matplotlib's file-only backend and saved atomically."""
 
+from pathlib import Path
+
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from petalnet.errors import UserError  # noqa: E402
 from petalnet.fileio import atomic_path  # noqa: E402
 
 
+def picture_format(path):
+    """The matplotlib format a path's suffix asks for (png when there is none), or UserError."""
+    kind = Path(path).suffix.lower().lstrip(".") or "png"
+    kind = "jpeg" if kind == "jpg" else kind
+    if kind not in ("png", "jpeg", "pdf", "svg"):
+        raise UserError(f"cannot save a picture as .{kind}: use .png, .jpg, .pdf or .svg")
+    return kind
+
+
 def save_figure(fig, path, dpi=100):
+    """Save as the path's suffix says (png, jpg, pdf, svg)."""
+    kind = picture_format(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format=kind, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -57,7 +71,7 @@ def plot_confusion(confusion, classes, path, title="confusion matrix"):
     totals = counts.sum(axis=1, keepdims=True)
     normalized = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     size = 1.6 + 0.7 * len(classes)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 0.5, size))
     for ax, values, name, fmt in ((axes[0], counts, "counts", "{:.0f}"),
                                   (axes[1], normalized, "row-normalized (recall)", "{:.2f}")):
         ax.imshow(values, cmap="Blues", vmin=0, vmax=max(values.max(), 1e-9))

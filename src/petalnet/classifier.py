@@ -1,0 +1,103 @@
+"""Checkpoint -> predictions: the notebook API, and what `petalnet predict` runs.
+
+    from petalnet import load_classifier
+    clf = load_classifier("runs/seed")            # a run folder (its best.pt) or a checkpoint file
+    clf.classes                                   # ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']
+    clf.predict(["a.jpg", pil_image], topk=3)
+    # [{"path": "a.jpg", "top": [{"class": "roses", "prob": 0.91}, ...]}, {"path": None, "top": [...]}]
+
+A file that cannot be read as an image gets {"path": ..., "error": "one line"} instead of "top".
+"""
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from petalnet.checkpoint import load_checkpoint, model_from_checkpoint
+from petalnet.device import pick_device
+from petalnet.errors import UserError
+from petalnet.images import UnreadableImage, open_rgb
+from petalnet.transforms import eval_transform
+
+THUMBNAIL = 256  # pixels, longest side of the images kept for pictures
+
+
+class InputImages(Dataset):
+    """Paths or PIL images -> (index, tensor or None, error or None, thumbnail or None)."""
+
+    def __init__(self, inputs, transform, thumbnails):
+        self.inputs, self.transform, self.thumbnails = list(inputs), transform, thumbnails
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, i):
+        source = self.inputs[i]
+        try:
+            if not isinstance(source, Image.Image) and not Path(source).is_file():
+                raise UnreadableImage("no such file" if not Path(source).exists() else "not a file")
+            image = open_rgb(source)
+        except UnreadableImage as err:
+            return i, None, str(err), None
+        thumbnail = None
+        if self.thumbnails:
+            thumbnail = image.copy()
+            thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
+        return i, self.transform(image), None, thumbnail
+
+
+def _keep_as_list(batch):
+    return batch
+
+
+class Classifier:
+    """A trained model with its classes and eval transform, ready to classify photos."""
+
+    def __init__(self, model, meta, device):
+        self.device = device
+        self.model = model.to(device).eval()
+        self.meta = meta
+        self.transform = eval_transform(meta)
+
+    @property
+    def classes(self):
+        return list(self.meta["classes"])
+
+    def predict(self, inputs, topk=3, batch_size=64):
+        """One record per input, in order (see the module docstring)."""
+        if isinstance(inputs, (str, Path, Image.Image)):
+            inputs = [inputs]
+        return [record for record, _ in self.iter_predict(inputs, topk, batch_size)]
+
+    def iter_predict(self, inputs, topk=3, batch_size=64, workers=0, thumbnails=False):
+        """Yield (record, thumbnail or None) per input, in order, batch by batch."""
+        if topk < 1:
+            raise UserError(f"--topk must be at least 1, got {topk}")
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        inputs = list(inputs)
+        loader = DataLoader(InputImages(inputs, self.transform, thumbnails), batch_size=batch_size,
+                            num_workers=workers, collate_fn=_keep_as_list)
+        k = min(topk, len(self.classes))
+        for batch in loader:
+            good = [item for item in batch if item[1] is not None]
+            top = self._top(torch.stack([item[1] for item in good]), k) if good else []
+            results = dict(zip((item[0] for item in good), top))
+            for i, _tensor, error, thumbnail in batch:
+                path = None if isinstance(inputs[i], Image.Image) else str(inputs[i])
+                yield ({"path": path, "error": error} if error else {"path": path, "top": results[i]}), thumbnail
+
+    @torch.no_grad()
+    def _top(self, images, k):
+        probs = self.model(images.to(self.device)).float().softmax(dim=1).cpu()
+        values, indices = probs.topk(k, dim=1)
+        return [[{"class": self.classes[j], "prob": round(p, 4)} for p, j in zip(row_p.tolist(), row_i.tolist())]
+                for row_p, row_i in zip(values, indices)]
+
+
+def load_classifier(model_path, device="auto"):
+    """A Classifier from a run folder (uses best.pt) or a checkpoint file; GPU checkpoints load on CPU."""
+    ckpt = load_checkpoint(model_path)
+    return Classifier(model_from_checkpoint(ckpt, model_path), ckpt["meta"], pick_device(device))
