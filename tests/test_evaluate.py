@@ -73,3 +73,15 @@ def test_other_class_names_fail_cleanly(trained_run, tmp_path):
     assert result.stderr.count("\n") == 1
     assert "{cats, dogs}" in result.stderr and "{daisy, dandelion, roses, sunflowers, tulips}" in result.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_moved_dataset_is_a_clear_error(trained_run, tmp_path, capsys):
+    moved = tmp_path / "moved_run"
+    moved.mkdir()
+    (moved / "best.pt").symlink_to(trained_run / "best.pt")
+    split = json.loads((trained_run / "split.json").read_text())
+    (moved / "split.json").write_text(json.dumps({**split, "source": str(tmp_path / "gone")}))
+    assert cli("evaluate", moved, "--json") == 2
+    err = capsys.readouterr().err
+    assert "10 val photo(s) of the recorded split are missing" in err and "pass --data" in err
+    assert not (moved / "eval-val").exists()

@@ -47,8 +47,10 @@ def validate_config(config):
          f"--warmup-epochs must be in [0, epochs), got {config['warmup_epochs']}"),
         (0 < config["val_fraction"] < 1, f"--val-fraction must be between 0 and 1, got {config['val_fraction']}"),
         (config["model"] in MODELS, f"unknown model '{config['model']}': choose from {', '.join(MODELS)}"),
-        (config["optimizer"] in OPTIMIZERS, f"unknown optimizer '{config['optimizer']}': choose from {', '.join(OPTIMIZERS)}"),
-        (config["scheduler"] in SCHEDULERS, f"unknown scheduler '{config['scheduler']}': choose from {', '.join(SCHEDULERS)}"),
+        (config["optimizer"] in OPTIMIZERS,
+         f"unknown optimizer '{config['optimizer']}': choose from {', '.join(OPTIMIZERS)}"),
+        (config["scheduler"] in SCHEDULERS,
+         f"unknown scheduler '{config['scheduler']}': choose from {', '.join(SCHEDULERS)}"),
         (config["eval_resize"] in EVAL_RESIZES, f"unknown eval resize '{config['eval_resize']}'"),
         (config["image_size"] >= 16, f"--image-size must be at least 16, got {config['image_size']}"),
     ]

@@ -24,6 +24,7 @@ from petalnet.folders import find_classes, is_split_layout, require_folder
 from petalnet.images import UnreadableImage, open_rgb
 from petalnet.metrics import classification_report, format_report
 from petalnet.plots import image_grid, plot_confusion
+from petalnet.split import split_paths
 from petalnet.transforms import eval_transform
 
 MISTAKES_SHOWN = 16
@@ -41,8 +42,7 @@ def own_val_photos(ckpt, model_path):
     split_file = run / "split.json"
     if split_file.is_file():
         split = json.loads(split_file.read_text())
-        source = Path(split["source"])
-        return "val", [source / rel for rel, _ in split["val"]], [label for _, label in split["val"]]
+        return "val", split_paths(split, "val", split["source"]), [label for _, label in split["val"]]
     if config.get("layout") == "train/val":
         return "val", *folder_photos(Path(config["data"]) / "val", ckpt["meta"]["classes"])
     raise UserError(f"cannot find the val photos of {run}: pass --data DIR")

@@ -78,6 +78,16 @@ def make_split(root, val_fraction=0.1, seed=0, progress=True):
                          for p, why in scan.unreadable.items()]}
 
 
+def split_paths(split, part, root):
+    """The absolute paths of a split record's train or val photos; UserError if some are gone."""
+    paths = [Path(root) / rel for rel, _ in split[part]]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} {part} photo(s) of the recorded split are missing under {root} "
+                        f"(first: {missing[0]}): was the dataset moved? pass --data")
+    return paths
+
+
 def write_split_folders(split, out):
     """Materialize a split record as out/train/<class>/..., out/val/<class>/... (hard links)."""
     out = Path(out)

@@ -34,7 +34,7 @@ from petalnet.fileio import write_json
 from petalnet.folders import find_classes, is_split_layout, require_folder
 from petalnet.models import build_model, count_parameters
 from petalnet.plots import plot_curves
-from petalnet.split import make_split
+from petalnet.split import make_split, split_paths
 from petalnet.transforms import eval_transform, train_transform
 
 
@@ -56,14 +56,11 @@ def load_data(root, config, saved_split=None, progress=True):
     if is_split_layout(root):
         return _load_split_layout(root, progress)
     split = saved_split or make_split(root, config["val_fraction"], config["seed"], progress=progress)
-    source = Path(root)
-
-    def column(part, i):
-        return [source / row[0] if i == 0 else row[1] for row in split[part]]
-
-    return TrainData(classes=split["classes"], train_paths=column("train", 0), train_labels=column("train", 1),
-                     val_paths=column("val", 0), val_labels=column("val", 1), layout="class folders",
-                     left_out=split["left_out"], split=split)
+    train_paths, val_paths = split_paths(split, "train", root), split_paths(split, "val", root)
+    return TrainData(classes=split["classes"], train_paths=train_paths, val_paths=val_paths,
+                     train_labels=[label for _, label in split["train"]],
+                     val_labels=[label for _, label in split["val"]],
+                     layout="class folders", left_out=split["left_out"], split=split)
 
 
 def _load_split_layout(root, progress):
@@ -184,12 +181,7 @@ def fit(run, config, photos, device, workers, previous, progress, log):
     scheduler = build_scheduler(optimizer, config, len(train_loader))
     history, best_acc, best_epoch, start = [], -1.0, 0, 1
     if previous:
-        model.load_state_dict(previous["model"])
-        optimizer.load_state_dict(previous["optimizer"])
-        scheduler.load_state_dict(previous["scheduler"])
-        restore_rng_state(previous["rng"])
-        history, best_acc, best_epoch = previous["history"], previous["best_acc"], previous["best_epoch"]
-        start = previous["epoch"] + 1
+        history, best_acc, best_epoch, start = restore(previous, model, optimizer, scheduler)
         if start > config["epochs"]:
             log(f"{run} already finished {previous['epoch']} epochs: pass --epochs N to train longer")
             return history
@@ -209,17 +201,34 @@ def fit(run, config, photos, device, workers, previous, progress, log):
         improved = result.accuracy > best_acc
         if improved:
             best_acc, best_epoch = result.accuracy, epoch
-            save_checkpoint(run / "best.pt", {"meta": meta, "model": model.state_dict(), "epoch": epoch,
-                                              "val_acc": result.accuracy, "config": config})
-        save_checkpoint(run / "last.pt", {
-            "meta": meta, "model": model.state_dict(), "epoch": epoch, "val_acc": result.accuracy,
-            "config": config, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": rng_state(), "history": history, "best_acc": best_acc, "best_epoch": best_epoch})
-        runs.write_metrics(run, history)
-        plot_curves(history, run / "curves.png", title=f"{run.name}: {config['model']}, recipe {config['recipe']}")
+        save_epoch(run, config, meta, history, (model, optimizer, scheduler), best_acc, best_epoch)
         log(format_epoch(row, config["epochs"], improved))
     log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
     return history
+
+
+def restore(previous, model, optimizer, scheduler):
+    """Load last.pt's state; returns (history, best_acc, best_epoch, first epoch to run)."""
+    model.load_state_dict(previous["model"])
+    optimizer.load_state_dict(previous["optimizer"])
+    scheduler.load_state_dict(previous["scheduler"])
+    restore_rng_state(previous["rng"])
+    return previous["history"], previous["best_acc"], previous["best_epoch"], previous["epoch"] + 1
+
+
+def save_epoch(run, config, meta, history, training, best_acc, best_epoch):
+    """best.pt when this epoch is the best so far, then last.pt, metrics.csv and curves.png."""
+    model, optimizer, scheduler = training
+    row = history[-1]
+    weights = {"meta": meta, "model": model.state_dict(), "epoch": row["epoch"], "val_acc": row["val_acc"],
+               "config": config}
+    if best_epoch == row["epoch"]:
+        save_checkpoint(run / "best.pt", weights)
+    save_checkpoint(run / "last.pt", {**weights, "optimizer": optimizer.state_dict(),
+                                      "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                                      "history": history, "best_acc": best_acc, "best_epoch": best_epoch})
+    runs.write_metrics(run, history)
+    plot_curves(history, run / "curves.png", title=f"{run.name}: {config['model']}, recipe {config['recipe']}")
 
 
 def format_epoch(row, epochs, improved):
