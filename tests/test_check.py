@@ -16,6 +16,7 @@ def make_messy_folder(root):
     (root / "dogs" / "sub").mkdir()
     write_photo(root / "dogs" / "sub" / "twin_a.jpg", 77)
     write_photo(root / "dogs" / "sub" / "twin_b.jpg", 77)
+    (root / "dogs" / "sub" / "nested_copy.jpg").write_bytes((root / "dogs" / "img_001.jpg").read_bytes())
     return root
 
 
@@ -24,8 +25,8 @@ def test_check_reports_every_problem_as_json(tmp_path, capsys):
     assert cli("data", "check", root, "--json") == 1  # some files are unreadable
     report = json.loads(capsys.readouterr().out)
     assert report["classes"] == ["cats", "dogs"]
-    assert report["counts"] == {"cats": 4, "dogs": 6}
-    assert report["total"] == 10
+    assert report["counts"] == {"cats": 4, "dogs": 7}
+    assert report["total"] == 11
     bad = {r["path"]: r["error"] for r in report["unreadable"]}
     assert set(bad) == {"cats/truncated.jpg", "cats/text.jpg", "dogs/empty.png"}
     assert "truncated" in bad["cats/truncated.jpg"]
@@ -33,7 +34,8 @@ def test_check_reports_every_problem_as_json(tmp_path, capsys):
     groups = {tuple(g["paths"]): g for g in report["duplicates"]}
     assert groups[("cats/img_000.jpg", "dogs/same_as_cat0.jpg")]["across_folders"] is True
     assert groups[("dogs/sub/twin_a.jpg", "dogs/sub/twin_b.jpg")]["across_folders"] is False
-    assert len(groups) == 2
+    assert groups[("dogs/img_001.jpg", "dogs/sub/nested_copy.jpg")]["folders"] == ["dogs"]  # one class
+    assert len(groups) == 3
 
 
 def test_check_clean_folder_exits_zero_with_readable_text(tmp_path, capsys):
@@ -48,11 +50,14 @@ def test_check_train_val_layout_finds_leaks_between_them(tmp_path, capsys):
     make_class_folders(root / "train", {"a": 3, "b": 3})
     make_class_folders(root / "val", {"a": 1, "b": 1}, start_seed=100)
     (root / "val" / "a" / "leak.jpg").write_bytes(jpeg_bytes(0))  # same bytes as train/a/img_000.jpg
+    make_class_folders(root / "val", {"c": 1}, start_seed=200)  # a class train lacks
     assert cli("data", "check", root, "--json") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["layout"] == "train/val"
-    assert report["counts"] == {"train/a": 3, "train/b": 3, "val/a": 2, "val/b": 1}
-    assert [g["paths"] for g in report["duplicates"]] == [["train/a/img_000.jpg", "val/a/leak.jpg"]]
+    assert report["layout"] == "train/val" and report["classes"] == ["a", "b", "c"]
+    assert report["counts"] == {"train/a": 3, "train/b": 3, "val/a": 2, "val/b": 1, "val/c": 1}
+    [leak] = report["duplicates"]
+    assert leak["paths"] == ["train/a/img_000.jpg", "val/a/leak.jpg"]
+    assert leak["folders"] == ["train/a", "val/a"] and leak["across_folders"]
 
 
 def test_check_real_flower_photos(flowers, capsys):

@@ -51,8 +51,11 @@ def scan_photos(root, classes=None, progress=True, desc="checking photos"):
     return PhotoScan(folder=folder, sha256=digests, unreadable=unreadable)
 
 
-def duplicate_groups(paths, digests, root):
-    """Groups of 2+ files with the same bytes, as paths relative to `root`."""
+def duplicate_groups(paths, digests, root, depth=1):
+    """Groups of 2+ files with the same bytes, as paths relative to `root`.
+
+    `folders` names the class folders (the first `depth` parts of each path) the copies are in.
+    """
     by_digest = defaultdict(list)
     for path, digest in zip(paths, digests):
         if digest:
@@ -61,7 +64,7 @@ def duplicate_groups(paths, digests, root):
     for digest, group in sorted(by_digest.items(), key=lambda kv: str(kv[1][0])):
         if len(group) > 1:
             rel = [str(Path(p).relative_to(root)) for p in group]
-            places = sorted({str(Path(r).parent) for r in rel})
+            places = sorted({"/".join(Path(r).parts[:depth]) for r in rel})
             groups.append({"sha256": digest, "paths": rel, "folders": places,
                            "across_folders": len(places) > 1})
     return groups
@@ -71,14 +74,12 @@ def check_dataset(root, progress=True):
     """The `data check` report for a folder of class folders or a train/val layout of them."""
     root = require_folder(root)
     parts = ["train", "val"] if is_split_layout(root) else [""]
-    classes = find_classes(root / parts[0])
+    classes = sorted(set().union(*(find_classes(root / part) for part in parts)))
     report = {"root": str(root), "layout": "train/val" if parts[0] else "class folders",
               "classes": classes, "counts": {}, "total": 0, "unreadable": [], "non_image": []}
     all_paths, all_digests = [], []
     for part in parts:
-        scan = scan_photos(root / part, classes if part == "val" else None, progress=progress)
-        if part == "train":
-            classes = scan.folder.classes
+        scan = scan_photos(root / part, progress=progress)
         for name, n in scan.folder.counts().items():
             bad = sum(1 for p, lab in zip(scan.folder.files, scan.folder.labels)
                       if scan.folder.classes[lab] == name and p in scan.unreadable)
@@ -89,7 +90,7 @@ def check_dataset(root, progress=True):
         all_paths += scan.folder.files
         all_digests += scan.sha256
     report["total"] = sum(report["counts"].values())
-    report["duplicates"] = duplicate_groups(all_paths, all_digests, root)
+    report["duplicates"] = duplicate_groups(all_paths, all_digests, root, depth=2 if parts[0] else 1)
     return report
 
 
