@@ -7,8 +7,11 @@
     # [{"path": "a.jpg", "top": [{"class": "roses", "prob": 0.91}, ...]}, {"path": None, "top": [...]}]
 
 A file that cannot be read as an image gets {"path": ..., "error": "one line"} instead of "top".
+Photos are decoded by Pillow (decode.load_eval_photo, as in `evaluate` and train's val); while the
+model works on one batch, a thread decodes the next. torchvision is not imported on this path.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -16,19 +19,20 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from petalnet.checkpoint import load_checkpoint, model_from_checkpoint
+from petalnet.decode import load_eval_photo, normalize_batch
 from petalnet.device import pick_device
 from petalnet.errors import UserError
 from petalnet.images import UnreadableImage, open_rgb
-from petalnet.transforms import eval_transform
+from petalnet.tuning import autocast, device_settings
 
 THUMBNAIL = 256  # pixels, longest side of the images kept for pictures
 
 
 class InputImages(Dataset):
-    """Paths or PIL images -> (index, tensor or None, error or None, thumbnail or None)."""
+    """Paths or PIL images -> (index, uint8 tensor or None, error or None, thumbnail or None)."""
 
-    def __init__(self, inputs, transform, thumbnails):
-        self.inputs, self.transform, self.thumbnails = list(inputs), transform, thumbnails
+    def __init__(self, inputs, meta, thumbnails):
+        self.inputs, self.meta, self.thumbnails = list(inputs), meta, thumbnails
 
     def __len__(self):
         return len(self.inputs)
@@ -36,20 +40,32 @@ class InputImages(Dataset):
     def __getitem__(self, i):
         source = self.inputs[i]
         try:
-            if not isinstance(source, Image.Image) and not Path(source).is_file():
-                raise UnreadableImage("no such file" if not Path(source).exists() else "not a file")
-            image = open_rgb(source)
+            if not self.thumbnails:
+                return i, load_eval_photo(source, self.meta), None, None
+            image = open_rgb(source) if isinstance(source, Image.Image) or Path(source).is_file() else source
+            tensor = load_eval_photo(image, self.meta)
         except UnreadableImage as err:
             return i, None, str(err), None
-        thumbnail = None
-        if self.thumbnails:
-            thumbnail = image.copy()
-            thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
-        return i, self.transform(image), None, thumbnail
+        thumbnail = image.copy()
+        thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
+        return i, tensor, None, thumbnail
 
 
 def _keep_as_list(batch):
     return batch
+
+
+def _prefetched(loader):
+    """Iterate `loader` with the next batch decoded in a thread while the caller uses this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batches = iter(loader)
+        pending = pool.submit(next, batches, None)
+        while True:
+            batch = pending.result()
+            if batch is None:
+                return
+            pending = pool.submit(next, batches, None)
+            yield batch
 
 
 class Classifier:
@@ -57,9 +73,11 @@ class Classifier:
 
     def __init__(self, model, meta, device):
         self.device = device
+        self.settings = device_settings(device)
         self.model = model.to(device).eval()
+        if self.settings["channels_last"]:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.meta = meta
-        self.transform = eval_transform(meta)
 
     @property
     def classes(self):
@@ -77,11 +95,13 @@ class Classifier:
             raise UserError(f"--topk must be at least 1, got {topk}")
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        if workers < 0:
+            raise UserError(f"--workers must be 0 or more, got {workers}")
         inputs = list(inputs)
-        loader = DataLoader(InputImages(inputs, self.transform, thumbnails), batch_size=batch_size,
+        loader = DataLoader(InputImages(inputs, self.meta, thumbnails), batch_size=batch_size,
                             num_workers=workers, collate_fn=_keep_as_list)
         k = min(topk, len(self.classes))
-        for batch in loader:
+        for batch in _prefetched(loader) if workers == 0 else loader:
             good = [item for item in batch if item[1] is not None]
             top = self._top(torch.stack([item[1] for item in good]), k) if good else []
             results = dict(zip((item[0] for item in good), top))
@@ -91,7 +111,10 @@ class Classifier:
 
     @torch.no_grad()
     def _top(self, images, k):
-        probs = self.model(images.to(self.device)).float().softmax(dim=1).cpu()
+        images = normalize_batch(images.to(self.device), self.meta["mean"], self.meta["std"],
+                                 self.settings["channels_last"])
+        with autocast(self.device, self.settings, training=False):
+            probs = self.model(images).float().softmax(dim=1).cpu()
         values, indices = probs.topk(k, dim=1)
         return [[{"class": self.classes[j], "prob": round(p, 4)} for p, j in zip(row_p.tolist(), row_i.tolist())]
                 for row_p, row_i in zip(values, indices)]

@@ -56,9 +56,11 @@ def cmd_train(args):
     from petalnet.train import train
 
     overrides = {key: getattr(args, key) for key in TRAIN_OVERRIDES}
+    tuning = {key: getattr(args, key) for key in ("workers", "amp", "channels_last", "compile", "eval_batch_size",
+                                                   "cache_dir")}
     try:
         train(data=args.data, out=args.out, recipe=args.recipe, overrides=overrides, device=args.device,
-              workers=args.workers, resume=args.resume, overwrite=args.overwrite)
+              resume=args.resume, overwrite=args.overwrite, **tuning)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
               f"'petalnet train --out {args.out} --resume'", file=sys.stderr)
@@ -102,6 +104,8 @@ TRAIN_FLAGS = [
     ("--image-size", int, "training and evaluation image size in pixels"),
     ("--val-fraction", float, "fraction of each class held out for val (folder of class folders only)"),
     ("--seed", int, "random seed (split, init, augmentation, order)"),
+    ("--pipeline", str, "cache (decode once, augment batches on the device) or pil (the tutorial's)"),
+    ("--cache-size", int, "short side in pixels of the decoded photos the cache keeps (default image size * 8/7)"),
 ]
 TRAIN_OVERRIDES = [flag[2:].replace("-", "_") for flag, _, _ in TRAIN_FLAGS]
 
@@ -133,10 +137,21 @@ def add_train_command(sub):
     for flag, kind, text in TRAIN_FLAGS:
         train.add_argument(flag, type=kind, help=f"{text} (default: the recipe's)")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    train.add_argument("--workers", type=int, help="DataLoader worker processes (default: 0 on CPU, 8 on GPU)")
+    add_device_flags(train)
     train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.set_defaults(func=cmd_train)
+
+
+def add_device_flags(train):
+    """How to run fast on this device (tuning.py); the defaults are measured, see config.json."""
+    train.add_argument("--workers", type=int, help="decoding processes (default: measured for the device)")
+    train.add_argument("--amp", default="auto", help="auto, off, bf16 or fp16 (default auto: bf16/fp16 on CUDA, "
+                                                     "bf16 on CPUs with native bf16)")
+    train.add_argument("--channels-last", default="auto", help="auto, on or off (default auto: on for CPU and CUDA)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
+    train.add_argument("--eval-batch-size", type=int, help="val batch size (default: 64 CPU, 512 CUDA)")
+    train.add_argument("--cache-dir", help="keep the decoded photos in a file here, for the next run to load")
 
 
 def add_use_commands(sub):

@@ -2,7 +2,9 @@
 
 from petalnet.errors import UserError
 from petalnet.models import MODELS, build_model, smallest_input_error
-from petalnet.recipes import DEFAULT_RECIPE, EVAL_RESIZES, OPTIMIZERS, RECIPES, SCHEDULERS
+from petalnet.recipes import DEFAULT_RECIPE, EVAL_RESIZES, OPTIMIZERS, PIPELINE_DEFAULTS, RECIPES, SCHEDULERS
+
+PIPELINES = ("cache", "pil")
 
 # Flags that may change when a run is resumed; other flags given with --resume are ignored.
 RESUMABLE_KEYS = ("epochs",)
@@ -12,19 +14,21 @@ def resolve_config(recipe=None, overrides=None):
     recipe = recipe or DEFAULT_RECIPE
     if recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}': choose from {', '.join(RECIPES)}")
-    config = {"recipe": recipe, **RECIPES[recipe]}
+    config = {"recipe": recipe, **RECIPES[recipe], **PIPELINE_DEFAULTS}
     for key, value in (overrides or {}).items():
         if value is not None:
             if key not in config:
                 raise UserError(f"unknown setting '{key}'")
             config[key] = value
+    if config["cache_size"] is None:
+        config["cache_size"] = round(config["image_size"] * 8 / 7)
     validate_config(config)
     return config
 
 
 def resumed_config(saved, overrides, log=print):
     """The config of a run being resumed: the saved one, with only RESUMABLE_KEYS overridable."""
-    config = dict(saved)
+    config = {"pipeline": "pil", "cache_size": round(saved["image_size"] * 8 / 7), **saved}  # runs before 0.2
     for key, value in (overrides or {}).items():
         if value is None or value == config.get(key):
             continue
@@ -53,6 +57,9 @@ def validate_config(config):
          f"unknown scheduler '{config['scheduler']}': choose from {', '.join(SCHEDULERS)}"),
         (config["eval_resize"] in EVAL_RESIZES, f"unknown eval resize '{config['eval_resize']}'"),
         (config["image_size"] >= 16, f"--image-size must be at least 16, got {config['image_size']}"),
+        (config["pipeline"] in PIPELINES, f"unknown pipeline '{config['pipeline']}': choose from cache, pil"),
+        (config["cache_size"] >= config["image_size"],
+         f"--cache-size must be at least the image size ({config['image_size']}), got {config['cache_size']}"),
     ]
     for ok, message in checks:
         if not ok:

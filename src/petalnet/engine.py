@@ -1,33 +1,56 @@
-"""One epoch of training, and one pass of evaluation. `train` and `evaluate` both use `evaluate`."""
+"""One epoch of training, and one pass of evaluation. `train` and `evaluate` both use `evaluate`.
 
+Loaders yield (images, targets); anything not yet on the device is moved there. `settings` are the
+device settings of tuning.py (autocast precision, channels_last); None means plain fp32.
+"""
+
+import contextlib
 import time
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from petalnet import distributed
 from petalnet.progress import progress_bar
+from petalnet.tuning import autocast
 
 
-def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, desc="train", progress=True):
-    """Train for one pass over `loader`; returns mean loss, image count and seconds."""
+def _to_device(images, targets, device, settings):
+    memory_format = torch.channels_last if settings and settings["channels_last"] else torch.contiguous_format
+    return (images.to(device, non_blocking=True, memory_format=memory_format),
+            targets.to(device, non_blocking=True))
+
+
+def _precision(device, settings, training):
+    return autocast(device, settings, training) if settings else contextlib.nullcontext()
+
+
+def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, desc="train", progress=True,
+                    settings=None, scaler=None):
+    """Train for one pass over `loader`; returns this process's loss sum, image count and seconds."""
     model.train()
-    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    total_loss, seen, start = torch.zeros((), device=device), 0, time.perf_counter()
     bar = progress_bar(loader, progress, desc=desc, unit="batch", leave=False)
-    for images, targets in bar:
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        loss = criterion(model(images), targets)
+    for step, (images, targets) in enumerate(bar):
+        images, targets = _to_device(images, targets, device, settings)
+        with _precision(device, settings, training=True):
+            loss = criterion(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         scheduler.step()
-        total_loss += loss.item() * len(targets)
+        total_loss += loss.detach().float() * len(targets)
         seen += len(targets)
-        rate = seen / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", img_s=f"{rate:.1f}")
-    seconds = time.perf_counter() - start
-    return {"loss": total_loss / max(seen, 1), "images": seen, "seconds": seconds}
+        if progress and step % 5 == 0:  # .item() waits for the GPU: not every step
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", img_s=f"{rate:.1f}")
+    return {"loss_sum": total_loss.item(), "images": seen, "seconds": time.perf_counter() - start}
 
 
 @dataclass
@@ -44,21 +67,27 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, desc="val", progress=True):
-    """Run the model over a labelled loader: loss, top-1 accuracy and every probability."""
+def evaluate(model, loader, device, desc="val", progress=True, settings=None, processes=None):
+    """Run the model over a labelled loader: loss, top-1 accuracy and every probability.
+
+    Under torchrun each rank evaluates its share and the results are gathered, in the loader's order.
+    """
     model.eval()
-    criterion = nn.CrossEntropyLoss(reduction="sum")
-    total_loss, all_targets, all_probs, start = 0.0, [], [], time.perf_counter()
+    all_losses, all_targets, all_probs, start = [], [], [], time.perf_counter()
     for images, targets in progress_bar(loader, progress, desc=desc, unit="batch", leave=False):
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        logits = model(images).float()
-        total_loss += criterion(logits, targets).item()
+        images, targets = _to_device(images, targets, device, settings)
+        with _precision(device, settings, training=False):
+            logits = model(images).float()
+        all_losses.append(nn.functional.cross_entropy(logits, targets, reduction="none").cpu())
         all_targets.append(targets.cpu())
         all_probs.append(logits.softmax(dim=1).cpu())
+    losses = torch.cat(all_losses) if all_losses else torch.zeros(0)
     targets = torch.cat(all_targets) if all_targets else torch.zeros(0, dtype=torch.long)
     probs = torch.cat(all_probs) if all_probs else torch.zeros(0, 0)
+    if processes is not None and processes.active:
+        losses, targets = distributed.gather_rows(losses, processes), distributed.gather_rows(targets, processes)
+        probs = distributed.gather_rows(probs, processes)
     n = len(targets)
     accuracy = (probs.argmax(dim=1) == targets).float().mean().item() if n else 0.0
-    return EvalResult(loss=total_loss / max(n, 1), accuracy=accuracy, targets=targets, probs=probs,
+    return EvalResult(loss=losses.sum().item() / max(n, 1), accuracy=accuracy, targets=targets, probs=probs,
                       seconds=time.perf_counter() - start)

@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 from petalnet.check import scan_photos
 from petalnet.checkpoint import load_checkpoint, model_from_checkpoint
-from petalnet.dataset import PhotoDataset, make_loader
+from petalnet.decode import EvalPhotos, NormalizedBatches
 from petalnet.device import pick_device
 from petalnet.engine import evaluate
 from petalnet.errors import UserError
@@ -23,9 +24,8 @@ from petalnet.fileio import write_json
 from petalnet.folders import find_classes, is_split_layout, require_folder
 from petalnet.images import UnreadableImage, open_rgb
 from petalnet.metrics import classification_report, format_report
-from petalnet.plots import image_grid, plot_confusion
 from petalnet.split import split_paths
-from petalnet.transforms import eval_transform
+from petalnet.tuning import device_settings
 
 MISTAKES_SHOWN = 16
 
@@ -91,8 +91,14 @@ def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, devic
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     device = pick_device(device)
-    dataset = PhotoDataset(paths, labels, eval_transform(meta))
-    result = evaluate(net.to(device), make_loader(dataset, batch_size, workers, False, device), device)
+    settings = device_settings(device, workers=workers)
+    loader = DataLoader(EvalPhotos(paths, labels, meta), batch_size=batch_size, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    net = net.to(device)
+    if settings["channels_last"]:
+        net = net.to(memory_format=torch.channels_last)
+    result = evaluate(net, NormalizedBatches(loader, meta, device, settings["channels_last"]), device,
+                      settings=settings)
     report = classification_report(result.targets, result.predictions, meta["classes"])
     out = Path(out) if out else new_folder(run_folder_of(model) / f"eval-{name}")
     write_outputs(out, report, result, paths, meta["classes"], model, name)
@@ -105,6 +111,8 @@ def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, devic
 
 
 def write_outputs(out, report, result, paths, classes, model, name):
+    from petalnet.plots import plot_confusion
+
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -118,6 +126,8 @@ def write_outputs(out, report, result, paths, classes, model, name):
 
 def plot_mistakes(result, paths, classes, path):
     """The most confident wrong predictions, each titled true / predicted / prob."""
+    from petalnet.plots import image_grid
+
     predicted = result.predictions
     confidence = result.probs.max(dim=1).values
     wrong = torch.nonzero(predicted != result.targets).flatten().tolist()

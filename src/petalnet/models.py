@@ -6,8 +6,6 @@
 
 import torch
 from torch import nn
-from torchvision.models import alexnet as torchvision_alexnet
-
 from petalnet.errors import UserError
 
 
@@ -49,10 +47,13 @@ class AlexNetHalf(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-MODELS = {
-    "alexnet_half": AlexNetHalf,
-    "alexnet": lambda num_classes: torchvision_alexnet(weights=None, num_classes=num_classes),
-}
+def torchvision_alexnet(num_classes):
+    from torchvision.models import alexnet  # imported here: torchvision adds ~1 s to every start
+
+    return alexnet(weights=None, num_classes=num_classes)
+
+
+MODELS = {"alexnet_half": AlexNetHalf, "alexnet": torchvision_alexnet}
 
 
 def build_model(name, num_classes):

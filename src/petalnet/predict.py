@@ -16,7 +16,6 @@ from pathlib import Path
 from petalnet.classifier import load_classifier
 from petalnet.errors import UserError
 from petalnet.images import is_image_name
-from petalnet.plots import image_grid, picture_format
 
 PLOT_LIMIT = 36  # photos in a --plot grid
 
@@ -46,6 +45,8 @@ def run_predict(model, paths, topk=3, as_json=False, plot=None, device="auto", b
         if value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
     if plot:
+        from petalnet.plots import picture_format  # matplotlib only when a picture is asked for
+
         picture_format(plot)
     classifier = load_classifier(model, device)
     inputs = gather_inputs(paths)
@@ -59,6 +60,8 @@ def run_predict(model, paths, topk=3, as_json=False, plot=None, device="auto", b
             best = record["top"][0]
             tiles.append((thumbnail, f"class: {best['class']}  prob: {best['prob']:.2f}"))
     if plot:
+        from petalnet.plots import image_grid
+
         if tiles:
             image_grid(tiles, plot, title=None if len(tiles) == 1 else f"{len(tiles)} predictions")
             print(f"saved {plot}" + (f" (first {PLOT_LIMIT} photos)" if len(tiles) == PLOT_LIMIT else ""),

@@ -27,6 +27,12 @@ SEED = {
 }
 
 RECIPES = {"seed": SEED}
+
+# How photos become batches (pipeline.py); part of every run's config, not of what a recipe learns.
+PIPELINE_DEFAULTS = {
+    "pipeline": "cache",  # decode once, augment whole batches on the device; "pil": the tutorial's path
+    "cache_size": None,  # short side of the decoded photos kept for cropping; None: image_size * 8/7 (256)
+}
 DEFAULT_RECIPE = "seed"
 
 OPTIMIZERS = ("adam", "adamw", "sgd")

@@ -3,13 +3,13 @@
     petalnet train --data ~/.cache/petalnet/flower_photos --out runs/seed --recipe seed
     petalnet train --out runs/seed --resume               # continue after a stop
     petalnet train --out runs/seed --resume --epochs 20   # or train longer
+    torchrun --nproc_per_node=2 -m petalnet train --data DIR --out runs/ddp   # DDP (distributed.py)
 
 The structure follows torchvision's references/classification: load_data, train_one_epoch, evaluate.
 """
 
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -21,11 +21,10 @@ import torchvision
 from torch import nn
 
 import petalnet
-from petalnet import runs
+from petalnet import distributed, runs
 from petalnet.check import scan_photos
 from petalnet.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from petalnet.config import resolve_config, resumed_config
-from petalnet.dataset import PhotoDataset, make_loader
 from petalnet.device import describe, pick_device
 from petalnet.download import default_data_dir
 from petalnet.engine import evaluate, train_one_epoch
@@ -33,9 +32,10 @@ from petalnet.errors import UserError
 from petalnet.fileio import write_json
 from petalnet.folders import find_classes, is_split_layout, require_folder
 from petalnet.models import build_model, count_parameters
+from petalnet.pipeline import epoch_seed, make_loaders
 from petalnet.plots import plot_curves
 from petalnet.split import make_split, split_paths
-from petalnet.transforms import eval_transform, train_transform
+from petalnet.tuning import device_settings, grad_scaler
 
 
 @dataclass
@@ -111,9 +111,27 @@ def checkpoint_meta(config, classes):
     return {"classes": list(classes), **{k: config[k] for k in keys}}
 
 
-def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", workers=None,
-          resume=False, overwrite=False, progress=True, log=print):
-    """Train a model into the run folder `out`; returns the list of per-epoch metric rows."""
+def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", resume=False, overwrite=False,
+          progress=True, log=print, **tuning):
+    """Train a model into the run folder `out`; returns the list of per-epoch metric rows.
+
+    `tuning` holds tuning.device_settings' options (workers, amp, channels_last, compile, eval_batch_size,
+    cache_dir). Under torchrun every process calls this; rank 0 alone writes and prints.
+    """
+    processes, device = distributed.start(pick_device(device))
+    try:
+        if not processes.is_main:
+            log, progress = _silent, False
+        return _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning)
+    finally:
+        distributed.stop(processes)
+
+
+def _silent(*_args, **_kwargs):
+    pass
+
+
+def _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning):
     runs.check_run_folder(out, resume, overwrite)
     previous = load_checkpoint(Path(out) / "last.pt") if resume else None
     if previous:
@@ -124,22 +142,23 @@ def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto"
         data = data or default_data_dir()
     if data is None:
         raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
-    device = pick_device(device)
-    workers = default_workers(device) if workers is None else workers
-    if workers < 0:
-        raise UserError(f"--workers must be 0 or more, got {workers}")
-    saved_split = _saved_split(out) if previous else None
-    photos = load_data(data, config, saved_split, progress)
+    settings = device_settings(device, config["pipeline"], **tuning)
+    photos = load_data(data, config, _saved_split(out) if previous else None, progress)
+    if len(photos.val_paths) < processes.world:
+        raise UserError(f"{len(photos.val_paths)} val photos cannot be shared by {processes.world} processes")
     if photos.left_out:
         log(f"left out {len(photos.left_out)} unreadable file(s):")
         for row in photos.left_out:
             log(f"  {row['path']}: {row['error']}")
     config.update(data=str(Path(data).resolve()), layout=photos.layout, classes=photos.classes)
-    run = runs.start_run_folder(out, overwrite)
-    log(f"device: {describe(device)}; {len(photos.train_paths)} train / {len(photos.val_paths)} val photos, "
-        f"{len(photos.classes)} classes; run folder {run}")
-    _write_run_description(run, config, photos, device, workers)
-    return fit(run, config, photos, device, workers, previous, progress, log)
+    distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
+    run = runs.start_run_folder(out, overwrite) if processes.is_main else Path(out)
+    log(f"device: {describe(device)} x {processes.world} process(es); {len(photos.train_paths)} train / "
+        f"{len(photos.val_paths)} val photos, {len(photos.classes)} classes; run folder {run}")
+    log("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k not in ("why", "cache_dir")))
+    if processes.is_main:
+        _write_run_description(run, config, photos, device, settings, processes)
+    return fit(run, config, photos, device, settings, previous, processes, progress, log)
 
 
 def _saved_split(out):
@@ -147,78 +166,87 @@ def _saved_split(out):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def default_workers(device):
-    """DataLoader worker processes: none on the CPU, where the model is the limit; up to 8 on a GPU."""
-    if device.type == "cpu":
-        return 0
-    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-def _write_run_description(run, config, photos, device, workers):
+def _write_run_description(run, config, photos, device, settings, processes):
     runs.write_class_indices(run, photos.classes)
     if photos.split is not None:
         write_json(run / "split.json", photos.split)
     description = {**config, "num_train": len(photos.train_paths), "num_val": len(photos.val_paths),
-                   "left_out": photos.left_out, "device": describe(device), "workers": workers,
-                   "petalnet": petalnet.__version__, "torch": torch.__version__,
+                   "left_out": photos.left_out, "device": describe(device), "processes": processes.world,
+                   "device_settings": settings, "petalnet": petalnet.__version__, "torch": torch.__version__,
                    "torchvision": torchvision.__version__, "python": platform.python_version(),
                    "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json(run / "config.json", description)
 
 
-def fit(run, config, photos, device, workers, previous, progress, log):
-    """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always)."""
+def prepare_model(config, num_classes, device, settings):
+    """The model on `device` in the settings' memory format (the same weights on every rank)."""
     torch.manual_seed(config["seed"])
-    model = build_model(config["model"], len(photos.classes)).to(device)
-    log(f"model {config['model']}: {count_parameters(model):,} parameters; recipe {config['recipe']}")
-    train_set = PhotoDataset(photos.train_paths, photos.train_labels, train_transform(config))
-    val_set = PhotoDataset(photos.val_paths, photos.val_labels, eval_transform(config))
-    generator = torch.Generator()
-    train_loader = make_loader(train_set, config["batch_size"], workers, True, device, generator)
-    val_loader = make_loader(val_set, max(config["batch_size"], 64), workers, False, device)
+    model = build_model(config["model"], num_classes).to(device)
+    return model.to(memory_format=torch.channels_last) if settings["channels_last"] else model
+
+
+def wrap_for_training(model, device, settings, processes):
+    """What the training step calls: DDP under torchrun, torch.compile with --compile."""
+    if processes.active:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if settings["compile"] else model
+
+
+def fit(run, config, photos, device, settings, previous, processes, progress, log):
+    """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always)."""
+    model = prepare_model(config, len(photos.classes), device, settings)
+    log(f"model {config['model']}: {count_parameters(model):,} parameters; recipe {config['recipe']}; "
+        f"pipeline {config['pipeline']}")
+    train_loader, val_loader = make_loaders(config, photos, device, settings, processes.rank, processes.world,
+                                            progress, log)
     criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, len(train_loader))
+    scaler = grad_scaler(device, settings)
     history, best_acc, best_epoch, start = [], -1.0, 0, 1
     if previous:
-        history, best_acc, best_epoch, start = restore(previous, model, optimizer, scheduler)
+        history, best_acc, best_epoch, start = restore(previous, model, optimizer, scheduler, scaler)
         if start > config["epochs"]:
             log(f"{run} already finished {previous['epoch']} epochs: pass --epochs N to train longer")
             return history
         log(f"resuming at epoch {start}/{config['epochs']} (best val_acc {best_acc:.4f} at epoch {best_epoch})")
-    meta = checkpoint_meta(config, photos.classes)
+    step_model, meta = wrap_for_training(model, device, settings, processes), checkpoint_meta(config, photos.classes)
     for epoch in range(start, config["epochs"] + 1):
-        generator.manual_seed(config["seed"] * 1_000_003 + epoch)  # the epoch's order and worker seeds
-        started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        desc = f"epoch {epoch}/{config['epochs']}"
-        stats = train_one_epoch(model, train_loader, criterion, optimizer, scheduler, device, desc, progress)
-        result = evaluate(model, val_loader, device, desc="val", progress=progress)
-        row = {"epoch": epoch, "train_loss": stats["loss"], "val_loss": result.loss, "val_acc": result.accuracy,
-               "lr": lr, "epoch_seconds": time.perf_counter() - started,
-               "train_images_per_s": stats["images"] / max(stats["seconds"], 1e-9)}
+        train_loader.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(config["seed"], epoch, 500 + processes.rank))  # dropout, pil augmentation
+        started, lr, desc = time.perf_counter(), optimizer.param_groups[0]["lr"], f"epoch {epoch}/{config['epochs']}"
+        stats = train_one_epoch(step_model, train_loader, criterion, optimizer, scheduler, device, desc, progress,
+                                settings, scaler)
+        loss_sum, images = distributed.sum_over_ranks([stats["loss_sum"], stats["images"]], processes, device)
+        result = evaluate(model, val_loader, device, "val", progress, settings, processes)
+        row = {"epoch": epoch, "train_loss": loss_sum / max(images, 1), "val_loss": result.loss,
+               "val_acc": result.accuracy, "lr": lr, "epoch_seconds": time.perf_counter() - started,
+               "train_images_per_s": images / max(stats["seconds"], 1e-9)}
         history.append(row)
         improved = result.accuracy > best_acc
         if improved:
             best_acc, best_epoch = result.accuracy, epoch
-        save_epoch(run, config, meta, history, (model, optimizer, scheduler), best_acc, best_epoch)
+        if processes.is_main:
+            save_epoch(run, config, meta, history, (model, optimizer, scheduler, scaler), best_acc, best_epoch)
         log(format_epoch(row, config["epochs"], improved))
     log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
     return history
 
 
-def restore(previous, model, optimizer, scheduler):
+def restore(previous, model, optimizer, scheduler, scaler):
     """Load last.pt's state; returns (history, best_acc, best_epoch, first epoch to run)."""
     model.load_state_dict(previous["model"])
     optimizer.load_state_dict(previous["optimizer"])
     scheduler.load_state_dict(previous["scheduler"])
+    if previous.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(previous["scaler"])
     restore_rng_state(previous["rng"])
     return previous["history"], previous["best_acc"], previous["best_epoch"], previous["epoch"] + 1
 
 
 def save_epoch(run, config, meta, history, training, best_acc, best_epoch):
     """best.pt when this epoch is the best so far, then last.pt, metrics.csv and curves.png."""
-    model, optimizer, scheduler = training
+    model, optimizer, scheduler, scaler = training
     row = history[-1]
     weights = {"meta": meta, "model": model.state_dict(), "epoch": row["epoch"], "val_acc": row["val_acc"],
                "config": config}
@@ -226,6 +254,7 @@ def save_epoch(run, config, meta, history, training, best_acc, best_epoch):
         save_checkpoint(run / "best.pt", weights)
     save_checkpoint(run / "last.pt", {**weights, "optimizer": optimizer.state_dict(),
                                       "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                                      "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                                       "history": history, "best_acc": best_acc, "best_epoch": best_epoch})
     runs.write_metrics(run, history)
     plot_curves(history, run / "curves.png", title=f"{run.name}: {config['model']}, recipe {config['recipe']}")

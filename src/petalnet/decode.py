@@ -1,0 +1,137 @@
+"""Photo file -> uint8 tensor (3, H, W), and the eval resize on such tensors.
+
+    decode_photo(path)            full size; libjpeg-turbo via torchvision.io for plain JPEGs, else Pillow
+    eval_tensor(image, meta)      what the model sees at evaluation, as uint8 (3, S, S)
+    normalize_batch(u8, ...)      uint8 batch -> normalized float, on the batch's device
+
+`predict`, `evaluate` and the cached val photos all go through eval_tensor, so a checkpoint scores the
+same photos the same way everywhere. This module imports torch and Pillow only (torchvision costs ~1 s
+of start-up, which `petalnet predict` on one photo should not pay).
+"""
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from petalnet.images import UnreadableImage, open_rgb
+
+
+def decode_photo(path):
+    """Decode the photo at `path` to a uint8 (3, H, W) tensor, upright (EXIF), RGB."""
+    data = _read_bytes(path)
+    if _is_plain_jpeg(data):
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        try:
+            raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            return decode_jpeg(raw, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        except RuntimeError:
+            pass  # let Pillow decide, and explain
+    return pil_to_uint8(open_rgb(io.BytesIO(data)))
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as err:
+        raise UnreadableImage(err.strerror or type(err).__name__) from None
+
+
+def _is_plain_jpeg(data):
+    """A JPEG Pillow sees as RGB or grayscale, within Pillow's pixel limit (CMYK and bombs go to Pillow)."""
+    if data[:3] != b"\xff\xd8\xff":
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                pixels, mode = img.size[0] * img.size[1], img.mode
+    except Exception:  # noqa: BLE001 - anything odd: Pillow's full decode will name it
+        return False
+    limit = Image.MAX_IMAGE_PIXELS
+    return mode in ("RGB", "L") and (limit is None or pixels <= limit)
+
+
+def pil_to_uint8(image):
+    """An RGB PIL image -> uint8 (3, H, W) tensor (a copy: the array Pillow gives is read-only)."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def resize_uint8(image, size):
+    """Bilinear resize with antialiasing of a uint8 (3, H, W) tensor to `size` = (h, w); uint8 out."""
+    batch = image[None].contiguous(memory_format=torch.channels_last)
+    return F.interpolate(batch, size=size, mode="bilinear", antialias=True)[0]
+
+
+def eval_size(height, width, meta):
+    """(resize_to, crop) for the eval transform in `meta` (torchvision's Resize/CenterCrop arithmetic)."""
+    size = meta["image_size"]
+    if meta["eval_resize"] == "squash":
+        return (size, size), None
+    short = round(size / 0.875)
+    if height <= width:
+        return (short, int(short * width / height)), size
+    return (int(short * height / width), short), size
+
+
+def eval_tensor(image, meta):
+    """A decoded photo (uint8 tensor or RGB PIL image) -> uint8 (3, S, S) as the model sees it."""
+    if isinstance(image, Image.Image):
+        image = pil_to_uint8(image)
+    resize_to, crop = eval_size(image.shape[1], image.shape[2], meta)
+    image = resize_uint8(image, resize_to)
+    if crop is not None:
+        top = int(round((image.shape[1] - crop) / 2.0))
+        left = int(round((image.shape[2] - crop) / 2.0))
+        image = image[:, top:top + crop, left:left + crop]
+    return image.contiguous()
+
+
+def normalize_batch(images, mean, std, channels_last=False):
+    """uint8 (or 0-255 float) (N, 3, H, W) -> float32 (x / 255 - mean) / std, as ToDtype + Normalize do."""
+    mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255.0
+    std = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255.0
+    out = (images.float() - mean) / std
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
+
+
+def load_eval_photo(source, meta):
+    """A path or PIL image -> eval_tensor through Pillow: the one decoder of evaluate, predict and val."""
+    if not isinstance(source, Image.Image) and not Path(source).is_file():
+        raise UnreadableImage("no such file" if not Path(source).exists() else "not a file")
+    return eval_tensor(open_rgb(source), meta)
+
+
+class EvalPhotos(Dataset):
+    """Labelled photo files -> (uint8 (3, S, S), label), for evaluate's DataLoader."""
+
+    def __init__(self, paths, labels, meta):
+        self.paths, self.labels, self.meta = list(paths), list(labels), meta
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return load_eval_photo(self.paths[i], self.meta), self.labels[i]
+
+
+class NormalizedBatches:
+    """Wraps a loader of (uint8 images, targets): yields normalized float images on `device`."""
+
+    def __init__(self, loader, meta, device, channels_last):
+        self.loader, self.meta, self.device, self.channels_last = loader, meta, device, channels_last
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, targets in self.loader:
+            images = images.to(self.device, non_blocking=True)
+            yield normalize_batch(images, self.meta["mean"], self.meta["std"], self.channels_last), targets

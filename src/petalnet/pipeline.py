@@ -1,0 +1,133 @@
+"""Photos -> batches on the device, the two ways `petalnet train --pipeline` offers.
+
+    cache (default)  photos decoded once (cache.py); each batch cropped, flipped and normalized as a
+                     whole, on the training device (augment.py). Images/s is the model's, not the JPEG
+                     decoder's.
+    pil              the tutorial's path: every photo opened with Pillow and transformed one by one
+                     (torchvision transforms) in DataLoader workers, every epoch.
+
+Both give loaders with the same interface: iterate for (images, targets) on the device, len() for
+batches per epoch, set_epoch(epoch) before each epoch (order and augmentation draws depend only on the
+seed, the epoch and the process's rank, so a resumed run continues exactly). Under torchrun each rank
+takes its share of the photos; val is split without padding and gathered back (distributed.py).
+"""
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from petalnet.augment import apply_flips, resized_crops, sample_crop_boxes, sample_flips
+from petalnet.cache import decoded_photos
+from petalnet.dataset import PhotoDataset
+from petalnet.decode import normalize_batch
+from petalnet.transforms import eval_transform, train_transform
+
+PIPELINES = ("cache", "pil")
+
+
+def epoch_seed(seed, epoch, rank=0):
+    return (seed * 1_000_003 + epoch) * 1009 + rank
+
+
+def shard(n, rank, world, pad):
+    """Positions rank, rank + world, ... of range(n); padded by wrapping so every rank gets as many."""
+    positions = list(range(n))
+    if pad and n % world:
+        positions += positions[: world - n % world]
+    return positions[rank::world]
+
+
+class CachedTrainBatches:
+    """Random crops of decoded photos, a batch at a time, made on `device`."""
+
+    def __init__(self, photos, config, device, settings, rank=0, world=1):
+        self.device, self.config, self.settings = torch.device(device), config, settings
+        self.rank, self.world = rank, world
+        self.photos = photos.to(self.device)
+        self.heights, self.widths = photos.upright_sizes()
+        self.order, self.draws = torch.Generator(), torch.Generator()
+        self.method = "roi" if self.device.type == "cuda" else "loop"
+
+    def __len__(self):
+        per_rank = len(shard(len(self.photos), self.rank, self.world, pad=True))
+        return -(-per_rank // self.config["batch_size"])
+
+    def set_epoch(self, epoch):
+        self.order.manual_seed(epoch_seed(self.config["seed"], epoch))  # the same order on every rank
+        self.draws.manual_seed(epoch_seed(self.config["seed"], epoch, self.rank + 1))
+
+    def __iter__(self):
+        permutation = torch.randperm(len(self.photos), generator=self.order)
+        mine = permutation[shard(len(permutation), self.rank, self.world, pad=True)]
+        for start in range(0, len(mine), self.config["batch_size"]):
+            index = mine[start:start + self.config["batch_size"]]
+            yield self.batch(index), self.photos.labels[index].to(self.device, non_blocking=True)
+
+    def batch(self, index):
+        """The augmented, normalized float batch for photos `index`."""
+        c = self.config
+        upright = sample_crop_boxes(self.heights[index], self.widths[index], c["crop_scale"], generator=self.draws)
+        flips = sample_flips(len(index), generator=self.draws) if c["hflip"] else torch.zeros(len(index), dtype=bool)
+        transposed = self.photos.transposed[index]
+        stored = torch.where(transposed[:, None], upright[:, [1, 0, 3, 2]], upright)  # boxes on the canvas
+        images = resized_crops(self.photos.canvas, index, stored, c["image_size"], self.method)
+        images = torch.where(transposed.to(images.device).view(-1, 1, 1, 1), images.transpose(2, 3), images)
+        return normalize_batch(apply_flips(images, flips), c["mean"], c["std"], self.settings["channels_last"])
+
+
+class TensorEvalBatches:
+    """Already-resized uint8 val photos, normalized a batch at a time on `device` (this rank's share)."""
+
+    def __init__(self, images, labels, config, device, settings, rank=0, world=1):
+        self.positions = torch.as_tensor(shard(len(labels), rank, world, pad=False), dtype=torch.long)
+        self.images, self.labels = images, labels
+        self.config, self.device, self.settings = config, torch.device(device), settings
+        self.batch_size = settings["eval_batch_size"]
+
+    def __len__(self):
+        return -(-len(self.positions) // self.batch_size)
+
+    def __iter__(self):
+        c = self.config
+        for start in range(0, len(self.positions), self.batch_size):
+            index = self.positions[start:start + self.batch_size]
+            images = self.images[index].to(self.device, non_blocking=True)
+            yield (normalize_batch(images, c["mean"], c["std"], self.settings["channels_last"]),
+                   self.labels[index].to(self.device, non_blocking=True))
+
+
+class PilBatches:
+    """The tutorial's DataLoader of per-photo PIL transforms, with set_epoch and rank sharding."""
+
+    def __init__(self, dataset, batch_size, settings, device, shuffle, seed=0, rank=0, world=1):
+        self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world
+        self.positions = shard(len(dataset), rank, world, pad=shuffle)
+        self.dataset, self.generator = dataset, torch.Generator()
+        pin = settings["pin_memory"] and torch.device(device).type == "cuda"
+        self.loader_args = {"batch_size": batch_size, "num_workers": settings["workers"], "pin_memory": pin}
+
+    def __len__(self):
+        return -(-len(self.positions) // self.loader_args["batch_size"])
+
+    def set_epoch(self, epoch):
+        self.generator.manual_seed(epoch_seed(self.seed, epoch))
+
+    def __iter__(self):
+        positions = self.positions
+        if self.shuffle:  # one permutation shared by all ranks, then this rank's share
+            permutation = torch.randperm(len(self.dataset), generator=self.generator).tolist()
+            positions = [permutation[p] for p in shard(len(permutation), self.rank, self.world, pad=True)]
+        return iter(DataLoader(Subset(self.dataset, positions), generator=self.generator, **self.loader_args))
+
+
+def make_loaders(config, photos, device, settings, rank=0, world=1, progress=True, log=print):
+    """(train loader, val loader) for `config["pipeline"]`; photos is train.TrainData."""
+    if config["pipeline"] == "pil":
+        train_set = PhotoDataset(photos.train_paths, photos.train_labels, train_transform(config))
+        val_set = PhotoDataset(photos.val_paths, photos.val_labels, eval_transform(config))
+        return (PilBatches(train_set, config["batch_size"], settings, device, True, config["seed"], rank, world),
+                PilBatches(val_set, settings["eval_batch_size"], settings, device, False, rank=rank, world=world))
+    data = {"train": (photos.train_paths, photos.train_labels), "val": (photos.val_paths, photos.val_labels)}
+    train, (val_images, val_labels) = decoded_photos(
+        data, config["cache_size"], config, settings["workers"], settings.get("cache_dir"), progress, log)
+    return (CachedTrainBatches(train, config, device, settings, rank, world),
+            TensorEvalBatches(val_images, val_labels, config, device, settings, rank, world))

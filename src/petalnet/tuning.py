@@ -1,0 +1,117 @@
+"""Device-tuned settings: how to run a recipe fast on this device, without changing what it learns.
+
+Each `auto` choice below was measured (benchmarks/bench_train.py; numbers in the README) and is written
+with its reason into the run's config.json under "device_settings":
+
+    channels_last    CPU and CUDA: on (CPU, alexnet_half, batch 32: training 93 vs 82 img/s, inference
+                     338 vs 243 img/s); MPS: off
+    amp              CUDA: bf16 autocast where the GPU supports it, else fp16 with a gradient scaler;
+                     CPU: bf16 only where the CPU has native bf16 (avx512_bf16 or AMX; 148 vs 93 img/s
+                     on a Zen 4), never elsewhere (15-20x slower on an AVX2-only Zen 1); MPS: off
+    compile          off unless --compile (costs ~30 s to start, gained nothing on CPU)
+    workers          cache pipeline: processes that decode photos once (all cores, up to 8);
+                     pil pipeline: 0 on CPU (the model is the limit; 66 vs 54-59 img/s with 1-2), else 8
+    pin_memory       CUDA with the pil pipeline (the cache pipeline keeps its photos on the GPU)
+    eval_batch_size  CPU 64 (larger batches were no faster), MPS 128, CUDA 512
+"""
+
+import os
+from pathlib import Path
+
+import torch
+
+from petalnet.errors import UserError
+
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+SWITCH_CHOICES = ("auto", "on", "off")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_count():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_has_fast_bf16():
+    """True where the CPU computes bf16 natively (x86 avx512_bf16 or AMX); read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _auto_amp(device):
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "CUDA GPU with bf16"
+        return "fp16", "CUDA GPU without bf16: fp16 with a gradient scaler"
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return "bf16", "CPU with native bf16 (avx512_bf16/AMX)"
+    return "off", f"{device.type}: no fast reduced precision"
+
+
+def device_settings(device, pipeline="cache", amp="auto", channels_last="auto", compile=False, workers=None,
+                    eval_batch_size=None, cache_dir=None):
+    """A plain dict of settings for `device`, plus settings["why"][key] saying why each was chosen."""
+    if amp not in AMP_CHOICES:
+        raise UserError(f"unknown --amp '{amp}': choose from {', '.join(AMP_CHOICES)}")
+    if channels_last not in SWITCH_CHOICES:
+        raise UserError(f"unknown --channels-last '{channels_last}': choose from {', '.join(SWITCH_CHOICES)}")
+    if workers is not None and workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {workers}")
+    if eval_batch_size is not None and eval_batch_size < 1:
+        raise UserError(f"--eval-batch-size must be at least 1, got {eval_batch_size}")
+    why = {}
+    if amp == "auto":
+        amp, why["amp"] = _auto_amp(device)
+    else:
+        why["amp"] = "--amp"
+        _check_amp(amp, device)
+    if channels_last == "auto":
+        channels_last, why["channels_last"] = device.type in ("cpu", "cuda"), f"auto for {device.type}"
+    else:
+        channels_last, why["channels_last"] = channels_last == "on", "--channels-last"
+    if workers is None:
+        workers, why["workers"] = _auto_workers(device, pipeline)
+    else:
+        why["workers"] = "--workers"
+    if eval_batch_size is None:
+        eval_batch_size = {"cpu": 64, "mps": 128}.get(device.type, 512)
+        why["eval_batch_size"] = f"auto for {device.type}"
+    else:
+        why["eval_batch_size"] = "--eval-batch-size"
+    why["compile"] = "--compile" if compile else "off by default"
+    pin_memory = device.type == "cuda" and pipeline == "pil"
+    return {"amp": amp, "channels_last": channels_last, "compile": bool(compile), "workers": workers,
+            "pin_memory": pin_memory, "eval_batch_size": eval_batch_size,
+            "cache_dir": str(cache_dir) if cache_dir else None, "why": why}
+
+
+def _check_amp(amp, device):
+    if amp == "fp16" and device.type != "cuda":
+        raise UserError(f"--amp fp16 needs a CUDA GPU (this run is on {device.type}); use bf16 or off")
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("--amp bf16: this GPU has no bf16; use fp16 or off")
+
+
+def _auto_workers(device, pipeline):
+    if pipeline == "cache":
+        return min(8, cpu_count()), "decode the photos once with every core (up to 8)"
+    if device.type == "cpu":
+        return 0, "pil on CPU: the model is the limit, workers only compete with it"
+    return min(8, cpu_count()), "pil on a GPU: decoding in parallel keeps the GPU fed"
+
+
+def autocast(device, settings, training=True):
+    """The autocast context for this device and settings (a disabled one when amp is off).
+
+    Evaluation on the CPU always runs in fp32, so that `petalnet evaluate` and train's val agree exactly.
+    """
+    amp = settings["amp"]
+    enabled = amp != "off" and (training or device.type == "cuda")
+    return torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.bfloat16), enabled=enabled)
+
+
+def grad_scaler(device, settings):
+    """A gradient scaler for fp16 training on CUDA; a disabled one otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=settings["amp"] == "fp16" and device.type == "cuda")
