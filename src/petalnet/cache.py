@@ -75,7 +75,7 @@ class _Decode(Dataset):
         try:
             if self.mode == "eval":
                 return i, (load_eval_photo(self.paths[i], self.setting), False), None
-            image = decode_photo(self.paths[i])
+            image = decode_photo(self.paths[i], reduce_to=self.setting)
         except UnreadableImage as err:
             return i, None, str(err)
         h, w = fitted_size(image.shape[1], image.shape[2], self.setting)

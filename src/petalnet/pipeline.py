@@ -65,13 +65,18 @@ class CachedTrainBatches:
     def batch(self, index):
         """The augmented, normalized float batch for photos `index`."""
         c = self.config
-        upright = sample_crop_boxes(self.heights[index], self.widths[index], c["crop_scale"], generator=self.draws)
+        boxes = sample_crop_boxes(self.heights[index], self.widths[index], c["crop_scale"], generator=self.draws)
         flips = sample_flips(len(index), generator=self.draws) if c["hflip"] else torch.zeros(len(index), dtype=bool)
+        images = self.render(index, boxes, flips)
+        return normalize_batch(images, c["mean"], c["std"], self.settings["channels_last"])
+
+    def render(self, index, boxes, flips):
+        """Photos `index` cut to `boxes` (top, left, h, w on the upright photo), resized, flipped: 0-255."""
         transposed = self.photos.transposed[index]
-        stored = torch.where(transposed[:, None], upright[:, [1, 0, 3, 2]], upright)  # boxes on the canvas
-        images = resized_crops(self.photos.canvas, index, stored, c["image_size"], self.method)
+        stored = torch.where(transposed[:, None], boxes[:, [1, 0, 3, 2]], boxes)  # boxes on the canvas
+        images = resized_crops(self.photos.canvas, index, stored, self.config["image_size"], self.method)
         images = torch.where(transposed.to(images.device).view(-1, 1, 1, 1), images.transpose(2, 3), images)
-        return normalize_batch(apply_flips(images, flips), c["mean"], c["std"], self.settings["channels_last"])
+        return apply_flips(images, flips)
 
 
 class TensorEvalBatches:

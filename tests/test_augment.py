@@ -1,0 +1,136 @@
+"""Batch augmentation and decoded photos against torchvision: distributions, pixels, eval tensors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms.v2 import functional as TF
+
+from imagegen import noise_image
+from petalnet.augment import resized_crops, sample_crop_boxes, sample_flips
+from petalnet.cache import decode_train_photos
+from petalnet.decode import decode_photo, eval_tensor, pil_to_uint8
+from petalnet.pipeline import CachedTrainBatches
+from petalnet.recipes import SEED
+from petalnet.transforms import eval_transform
+
+DRAWS = 4000
+KS_CRITICAL = 1.95 * math.sqrt(2 / DRAWS)  # two-sample Kolmogorov-Smirnov, alpha = 0.001
+
+
+def ks_statistic(a, b):
+    a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
+    grid = np.concatenate([a, b])
+    return np.max(np.abs(np.searchsorted(a, grid, side="right") / len(a)
+                         - np.searchsorted(b, grid, side="right") / len(b)))
+
+
+def box_features(boxes, height, width):
+    """Area fraction, log aspect ratio, and the crop center's relative position."""
+    top, left, h, w = (np.asarray(c, float) for c in zip(*boxes))
+    return {"area": h * w / (height * width), "log_aspect": np.log(w / h),
+            "center_y": (top + h / 2) / height, "center_x": (left + w / 2) / width}
+
+
+def ours(height, width, scale=(0.08, 1.0), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    boxes = sample_crop_boxes(torch.full((DRAWS,), height), torch.full((DRAWS,), width), scale, generator=g)
+    return box_features(boxes.tolist(), height, width)
+
+
+def torchvisions(height, width):
+    torch.manual_seed(1)
+    image = torch.zeros(3, height, width, dtype=torch.uint8)
+    boxes = [RandomResizedCrop.get_params(image, scale=[0.08, 1.0], ratio=[3 / 4, 4 / 3]) for _ in range(DRAWS)]
+    return box_features(boxes, height, width)
+
+
+@pytest.mark.parametrize("height,width", [(240, 320), (333, 500), (64, 640), (500, 180)])
+def test_crop_boxes_follow_torchvisions_distribution(height, width):
+    mine, reference = ours(height, width), torchvisions(height, width)
+    for feature in mine:
+        d = ks_statistic(mine[feature], reference[feature])
+        assert d < KS_CRITICAL, f"{feature}: KS D={d:.4f} >= {KS_CRITICAL:.4f} at {height}x{width}"
+
+
+def test_the_distribution_check_notices_a_different_scale():
+    """The test above has the power to fail: a crop-scale range of (0.2, 1) is told apart."""
+    d = ks_statistic(ours(240, 320, scale=(0.2, 1.0))["area"], torchvisions(240, 320)["area"])
+    assert d > 3 * KS_CRITICAL
+
+
+def test_flips_are_fair_coins():
+    flips = sample_flips(DRAWS, generator=torch.Generator().manual_seed(3)).float().mean().item()
+    assert abs(flips - 0.5) < 4 * math.sqrt(0.25 / DRAWS)
+
+
+def test_boxes_always_fit_inside_the_photo():
+    g = torch.Generator().manual_seed(5)
+    heights, widths = torch.randint(20, 900, (5000,)), torch.randint(20, 900, (5000,))
+    top, left, h, w = sample_crop_boxes(heights, widths, (0.08, 1.0), generator=g).unbind(dim=1)
+    assert bool((top >= 0).all() and (left >= 0).all() and (h >= 1).all() and (w >= 1).all())
+    assert bool((top + h <= heights).all() and (left + w <= widths).all())
+
+
+def test_crops_match_torchvision_resized_crop_pixel_for_pixel(flowers):
+    photo = decode_photo(sorted((flowers / "roses").iterdir())[0])
+    canvas, index = photo[None].contiguous(memory_format=torch.channels_last), torch.zeros(1, dtype=torch.long)
+    height, width = photo.shape[1:]
+    for box in ([10, 20, 100, 150], [0, 0, height, width], [30, 40, height - 30, width - 40]):
+        mine = resized_crops(canvas, index, torch.tensor([box]), 64)[0]
+        reference = TF.resized_crop(photo, *box, size=[64, 64], antialias=True)
+        assert (mine.int() - reference.int()).abs().max() <= 1
+
+
+def test_gpu_method_roi_align_agrees_with_the_cpu_method(flowers):
+    photo = decode_photo(sorted((flowers / "tulips").iterdir())[0])
+    canvas = photo[None].expand(3, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+    boxes = torch.tensor([[5, 5, 60, 80], [0, 0, photo.shape[1], photo.shape[2]], [20, 30, 150, 120]])
+    index = torch.arange(3)
+    loop = resized_crops(canvas, index, boxes, 112, "loop").float()
+    roi = resized_crops(canvas, index, boxes, 112, "roi")
+    assert (loop - roi).abs().mean() < 3.0  # of 255: different antialias filters, same picture
+
+
+def test_portrait_photos_stored_transposed_come_out_upright(tmp_path):
+    portrait, landscape = tmp_path / "portrait.png", tmp_path / "landscape.png"
+    noise_image(1, size=(60, 90)).save(portrait)  # 60 wide, 90 tall
+    noise_image(2, size=(90, 60)).save(landscape)
+    photos = decode_train_photos([portrait, landscape], [0, 1], short_side=200)
+    assert photos.transposed.tolist() == [True, False]
+    config = {**SEED, "image_size": 32}
+    batches = CachedTrainBatches(photos, config, "cpu", {"channels_last": False})
+    box = torch.tensor([[10, 5, 70, 50], [5, 10, 50, 70]])  # upright boxes, one per photo
+    out = batches.render(torch.arange(2), box, torch.tensor([True, False]))
+    for k, path in enumerate([portrait, landscape]):
+        reference = TF.resized_crop(decode_photo(path), *box[k].tolist(), size=[32, 32], antialias=True)
+        if k == 0:
+            reference = reference.flip(-1)
+        assert (out[k].int() - reference.int()).abs().max() <= 1
+
+
+@pytest.mark.parametrize("eval_resize", ["squash", "center_crop"])
+def test_eval_tensor_matches_torchvisions_eval_transform(flowers, eval_resize):
+    from PIL import Image
+
+    meta = {"image_size": 96, "eval_resize": eval_resize, "mean": [0.5] * 3, "std": [0.5] * 3}
+    for path in sorted((flowers / "daisy").iterdir())[:5]:
+        image = Image.open(path).convert("RGB")
+        mine = eval_tensor(image, meta).float() / 255 * 2 - 1
+        reference = eval_transform(meta)(image)  # the PIL path: Pillow's resize
+        assert mine.shape == reference.shape
+        assert (mine - reference).abs().mean() < 2 / 255
+
+
+def test_big_jpegs_are_decoded_reduced_but_never_below_the_asked_short_side(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "big.jpg"
+    noise_image(4, size=(40, 30)).resize((2400, 1800), Image.BICUBIC).save(path, quality=90)  # smooth
+    full, reduced = decode_photo(path), decode_photo(path, reduce_to=256)
+    assert full.shape == (3, 1800, 2400)
+    assert reduced.shape == (3, 450, 600)  # 1/4 scale: the smallest with a short side >= 256
+    shrunk = pil_to_uint8(Image.open(path).convert("RGB").resize((600, 450), Image.BILINEAR, reducing_gap=None))
+    assert (reduced.float() - shrunk.float()).abs().mean() < 3  # the same picture, smaller
