@@ -6,7 +6,7 @@ PETALNET := $(VENV)/bin/petalnet
 STAMP := $(VENV)/.installed-stamp
 DEMO_RUN ?= runs/demo
 
-.PHONY: install test demo clean-demo
+.PHONY: install test demo bench clean-demo
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Speed of training and inference against the model alone and the tutorial's pipeline (~2 min on CPU).
+bench: $(STAMP)
+	@test -n "$$PETALNET_DATA" || { echo "make bench: set PETALNET_DATA to a folder of class folders"; exit 2; }
+	TQDM_DISABLE=1 $(PY) benchmarks/bench_train.py $(BENCH_FLAGS)
 
 # Get the photos (unless $$PETALNET_DATA names them), train the default recipe, evaluate, predict.
 demo: $(STAMP)

@@ -56,20 +56,28 @@ def sample_flips(n, p=0.5, generator=None):
     return torch.rand(n, generator=generator) < p
 
 
-def resized_crops(canvas, index, boxes, size, method="loop"):
-    """Cut boxes[k] out of canvas[index[k]] and resize each to size x size (bilinear, antialiased).
+def resized_crops(canvas, index, boxes, size, method="loop", transposed=None, flips=None):
+    """Cut boxes[k] out of canvas[index[k]], resize each to size x size (bilinear, antialiased).
 
-    canvas is uint8 (N, 3, H, W) on any device; boxes (top, left, h, w) are in canvas pixels. The result
+    canvas is uint8 (N, 3, H, W) on any device; boxes (top, left, h, w) are in canvas pixels. Then a crop
+    is transposed where transposed[k] and mirrored left-right where flips[k] (both optional). The result
     is uint8 for "loop" and float (0-255) for "roi", on the canvas's device.
     """
+    n = len(index)
+    transposed = torch.zeros(n, dtype=torch.bool) if transposed is None else transposed
+    flips = torch.zeros(n, dtype=torch.bool) if flips is None else flips
     if method == "roi":
-        return _roi_crops(canvas, index, boxes, size)
-    out = torch.empty(len(index), 3, size, size, dtype=canvas.dtype, device=canvas.device)
-    out = out.contiguous(memory_format=torch.channels_last)
-    for k, (i, (top, left, h, w)) in enumerate(zip(index.tolist(), boxes.tolist())):
-        crop = canvas[i:i + 1, :, top:top + h, left:left + w]
-        out[k] = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)[0]
-    return out
+        images = _roi_crops(canvas, index, boxes, size)
+        images = torch.where(transposed.to(images.device).view(-1, 1, 1, 1), images.transpose(2, 3), images)
+        return apply_flips(images, flips)
+    crops = [F.interpolate(canvas[i:i + 1, :, top:top + h, left:left + w], size=(size, size), mode="bilinear",
+                           antialias=True) for i, (top, left, h, w) in zip(index.tolist(), boxes.tolist())]
+    images = torch.cat(crops)  # then transpose and flip the few that need it, in place (cheaper in uint8)
+    if transposed.any():
+        images[transposed] = images[transposed].transpose(2, 3)
+    if flips.any():
+        images[flips] = images[flips].flip(-1)
+    return images
 
 
 def _roi_crops(canvas, index, boxes, size):

@@ -66,11 +66,14 @@ def eval_tensor(image, meta):
 
 
 def normalize_batch(images, mean, std, channels_last=False):
-    """uint8 (or 0-255 float) (N, 3, H, W) -> float32 (x / 255 - mean) / std, as ToDtype + Normalize do."""
-    mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255.0
-    std = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255.0
-    out = (images.float() - mean) / std
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
+    """uint8 (or 0-255 float) (N, 3, H, W) -> float32 (x / 255 - mean) / std, as ToDtype + Normalize do.
+
+    One pass: addcmul reads the uint8 and writes float32 (a separate .float() first costs a second pass).
+    """
+    mean, std = (torch.tensor(v, device=images.device, dtype=torch.float32).view(1, -1, 1, 1) for v in (mean, std))
+    scale, shift = 1.0 / (std * 255.0), -mean / std
+    images = images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return torch.addcmul(shift, images, scale)  # x * scale + shift, in float32
 
 
 def load_eval_photo(source, meta):

@@ -13,9 +13,15 @@ with its reason into the run's config.json under "device_settings":
                      pil pipeline: 0 on CPU (the model is the limit; 66 vs 54-59 img/s with 1-2), else 8
     pin_memory       CUDA with the pil pipeline (the cache pipeline keeps its photos on the GPU)
     eval_batch_size  CPU 64 (larger batches were no faster), MPS 128, CUDA 512
+    heap_reuse       CPU on Linux/glibc: large tensors come from the reused heap instead of fresh mmap pages
+                     that the kernel must fault in and zero at every step (mallopt): 150 -> 178 img/s
+                     training, and the augmentation of a batch 21 -> 11 ms, on the 2-core Zen 4
 """
 
+import ctypes
+import ctypes.util
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -82,9 +88,36 @@ def device_settings(device, pipeline="cache", amp="auto", channels_last="auto", 
         why["eval_batch_size"] = "--eval-batch-size"
     why["compile"] = "--compile" if compile else "off by default"
     pin_memory = device.type == "cuda" and pipeline == "pil"
+    heap_reuse = device.type == "cpu" and keep_large_allocations_in_heap()
+    why["heap_reuse"] = "CPU with glibc" if heap_reuse else "not a CPU run on glibc"
     return {"amp": amp, "channels_last": channels_last, "compile": bool(compile), "workers": workers,
-            "pin_memory": pin_memory, "eval_batch_size": eval_batch_size,
+            "pin_memory": pin_memory, "eval_batch_size": eval_batch_size, "heap_reuse": heap_reuse,
             "cache_dir": str(cache_dir) if cache_dir else None, "why": why}
+
+
+_HEAP_REUSE = []
+
+
+def keep_large_allocations_in_heap():
+    """glibc only: serve large allocations from the heap and keep freed memory for reuse (mallopt).
+
+    By default glibc maps every block over ~32 MB afresh and unmaps it when freed, so each training step
+    pays page faults for its activations. The price: the process keeps its peak memory until it exits.
+    """
+    if not _HEAP_REUSE:
+        _HEAP_REUSE.append(_mallopt_heap_reuse())
+    return _HEAP_REUSE[0]
+
+
+def _mallopt_heap_reuse():
+    if not sys.platform.startswith("linux") or os.environ.get("PETALNET_HEAP_REUSE") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
 
 
 def _check_amp(amp, device):
