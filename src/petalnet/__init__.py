@@ -8,7 +8,7 @@ The path of a photo through the package: images (decode) -> folders, split (whic
 dataset, transforms (batches) -> models -> engine, train (checkpoint) -> classifier, predict, evaluate.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["load_classifier", "Classifier", "__version__"]
 
 

@@ -47,9 +47,9 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, desc
         scheduler.step()
         total_loss += loss.detach().float() * len(targets)
         seen += len(targets)
-        if progress and step % 5 == 0:  # .item() waits for the GPU: not every step
+        if progress and step % 10 == 0:  # .item() waits for the GPU: not every step
             rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", img_s=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", img_s=f"{rate:.1f}", refresh=False)
     return {"loss_sum": total_loss.item(), "images": seen, "seconds": time.perf_counter() - start}
 
 

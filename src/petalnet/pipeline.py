@@ -42,10 +42,13 @@ class CachedTrainBatches:
     def __init__(self, photos, config, device, settings, rank=0, world=1):
         self.device, self.config, self.settings = torch.device(device), config, settings
         self.rank, self.world = rank, world
-        self.photos = photos.to(self.device)
+        # CUDA: photos on the GPU, one roi_align per batch. Elsewhere (CPU, MPS): crops made on the CPU
+        # with the per-photo uint8 resize, then moved (as uint8) and normalized on the device.
+        on_gpu = self.device.type == "cuda"
+        self.photos = photos.to(self.device if on_gpu else "cpu")
         self.heights, self.widths = photos.upright_sizes()
         self.order, self.draws = torch.Generator(), torch.Generator()
-        self.method = "roi" if self.device.type == "cuda" else "loop"
+        self.method = "roi" if on_gpu else "loop"
 
     def __len__(self):
         per_rank = len(shard(len(self.photos), self.rank, self.world, pad=True))
@@ -69,7 +72,7 @@ class CachedTrainBatches:
         c = self.config
         boxes = sample_crop_boxes(self.heights[index], self.widths[index], c["crop_scale"], generator=self.draws)
         flips = sample_flips(len(index), generator=self.draws) if c["hflip"] else torch.zeros(len(index), dtype=bool)
-        images = self.render(index, boxes, flips)
+        images = self.render(index, boxes, flips).to(self.device, non_blocking=True)
         return normalize_batch(images, c["mean"], c["std"], self.settings["channels_last"])
 
     def render(self, index, boxes, flips):

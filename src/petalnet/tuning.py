@@ -8,7 +8,7 @@ with its reason into the run's config.json under "device_settings":
     amp              CUDA: bf16 autocast where the GPU supports it, else fp16 with a gradient scaler;
                      CPU: bf16 only where the CPU has native bf16 (avx512_bf16 or AMX; 148 vs 93 img/s
                      on a Zen 4), never elsewhere (15-20x slower on an AVX2-only Zen 1); MPS: off
-    compile          off unless --compile (costs ~30 s to start, gained nothing on CPU)
+    compile          off unless --compile (42 s of compiling on the 2-core CPU, gained nothing there)
     workers          cache pipeline: processes that decode photos once (all cores, up to 8);
                      pil pipeline: 0 on CPU (the model is the limit; 66 vs 54-59 img/s with 1-2), else 8
     pin_memory       CUDA with the pil pipeline (the cache pipeline keeps its photos on the GPU)
