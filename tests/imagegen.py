@@ -68,3 +68,16 @@ def save_variants(photo, folder):
     save("exif_rotated.jpg", img.transpose(Image.Transpose.ROTATE_90), exif=exif, quality=95)
     save("upright.jpg", img, quality=95)
     return paths
+
+
+def bomb_png(width=30000, height=30000):
+    """A tiny PNG whose header claims width x height pixels: Pillow refuses it as a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))

@@ -30,6 +30,10 @@ def build_archive(path, counts=COUNTS, extra_members=()):
 
 
 def _add(tar, name, data):
+    """A file member `name` holding `data`; or, given a TarInfo (link, device...), that member as is."""
+    if isinstance(name, tarfile.TarInfo):
+        tar.addfile(name, io.BytesIO(data) if data else None)
+        return
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))

@@ -105,8 +105,12 @@ def decode_train_photos(paths, labels, short_side, workers=0, progress=True):
     for i, image, portrait in _decoded(paths, "train", short_side, workers, "decoding train photos", progress):
         images[i], transposed[i] = image, portrait
     long_side = max(image.shape[2] for image in images)
-    canvas = torch.zeros(len(images), 3, short_side, long_side, dtype=torch.uint8)
-    canvas = canvas.contiguous(memory_format=torch.channels_last)
+    try:
+        canvas = torch.zeros(len(images), short_side, long_side, 3, dtype=torch.uint8).permute(0, 3, 1, 2)
+    except RuntimeError:  # the allocator's "not enough memory"
+        size = len(images) * 3 * short_side * long_side / 2**30
+        raise UserError(f"not enough memory for the decoded photos ({size:.1f} GiB): use --pipeline pil, or a "
+                        "smaller --cache-size") from None
     sizes = torch.zeros(len(images), 2, dtype=torch.long)
     for k, image in enumerate(images):
         h, w = image.shape[1:]

@@ -7,7 +7,8 @@
     petalnet evaluate MODEL [--data DIR] [--json] [--out DIR]
     petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png]
 
-Errors a user can cause print one line on stderr and exit 2; Ctrl-C exits 130.
+Errors a user can cause print one line on stderr and exit 2 (3 when a file cannot be written: disk full,
+read-only folder); Ctrl-C exits 130. The README lists every exit code.
 """
 
 import argparse
@@ -15,7 +16,8 @@ import json
 import sys
 
 import petalnet
-from petalnet.errors import UserError
+from petalnet.errors import StorageError, UserError, describe_os_error
+from petalnet.images import UnreadableImage
 from petalnet.recipes import DEFAULT_RECIPE, RECIPES
 
 
@@ -191,12 +193,18 @@ def main(argv=None):
     except UserError as err:
         print(f"petalnet: error: {err}", file=sys.stderr)
         return err.exit_code
+    except UnreadableImage as err:  # a photo that broke after it was checked (pil pipeline, mid-epoch)
+        print(f"petalnet: error: a photo became unreadable: {err} (run 'petalnet data check')", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\npetalnet: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `petalnet predict ... | head`
         sys.stderr.close()
         return 1
+    except OSError as err:  # disk full, read-only folder, permission: never a traceback
+        print(f"petalnet: error: cannot read or write a file: {describe_os_error(err)}", file=sys.stderr)
+        return StorageError.exit_code
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
     normalize_batch(u8, ...)      uint8 batch -> normalized float, on the batch's device
 
 `predict`, `evaluate` and the cached val photos all go through eval_tensor, so a checkpoint scores the
-same photos the same way everywhere. This module imports torch and Pillow only (torchvision costs ~1 s
+same photos the same way everywhere. This module imports torch and Pillow only (torchvision costs 1-2.5 s
 of start-up, which `petalnet predict` on one photo should not pay). torchvision.io.decode_jpeg was 16%
 faster per photo here, but torchvision 0.29 deprecates its decoders, and one decoder everywhere means
 train and evaluate see identical pixels.

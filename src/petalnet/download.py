@@ -124,11 +124,16 @@ def _stream(response, part, mode, done, total, url):
 
 
 def check_archive(archive, spec):
-    """Raise UserError unless `archive` is a gzip tar with the spec's class folders and counts."""
+    """Raise UserError unless `archive` is a safe gzip tar with the spec's class folders and counts.
+
+    Safe: every member passes tarfile's `data` filter (no absolute path, no `..`, no link leading out,
+    no device file), checked here before anything is extracted, and again by extract().
+    """
     counts = {name: 0 for name in spec["counts"]}
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
+                _refuse_unsafe(member, archive)
                 parts = Path(member.name).parts
                 if (member.isfile() and len(parts) == 3 and parts[0] == spec["name"]
                         and parts[1] in counts and is_image_name(parts[2])):
@@ -138,6 +143,17 @@ def check_archive(archive, spec):
     if counts != spec["counts"]:
         raise UserError(f"{archive} is not the {spec['name']} archive: expected photos per class "
                         f"{spec['counts']}, found {counts}")
+
+
+def _refuse_unsafe(member, archive):
+    if member.name.startswith(("/", "\\")):  # the data filter would strip the slash; we refuse outright
+        raise UserError(f"refusing unsafe archive {archive}: member {member.name!r} has an absolute path")
+    if not hasattr(tarfile, "data_filter"):
+        return  # extract() refuses to run without it
+    try:
+        tarfile.data_filter(member, "/petalnet-archive-check")
+    except tarfile.FilterError as err:
+        raise UserError(f"refusing unsafe archive {archive}: {err}") from None
 
 
 def extract(archive, dest, name):

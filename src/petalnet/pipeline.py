@@ -17,9 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from petalnet.augment import resized_crops, sample_crop_boxes, sample_flips
 from petalnet.cache import decoded_photos
-from petalnet.dataset import PhotoDataset
 from petalnet.decode import normalize_batch
-from petalnet.transforms import eval_transform, train_transform
 
 PIPELINES = ("cache", "pil")
 
@@ -131,6 +129,9 @@ class PilBatches:
 def make_loaders(config, photos, device, settings, rank=0, world=1, progress=True, log=print):
     """(train loader, val loader) for `config["pipeline"]`; photos is train.TrainData."""
     if config["pipeline"] == "pil":
+        from petalnet.dataset import PhotoDataset  # torchvision's transforms: ~2 s to import, only here
+        from petalnet.transforms import eval_transform, train_transform
+
         train_set = PhotoDataset(photos.train_paths, photos.train_labels, train_transform(config))
         val_set = PhotoDataset(photos.val_paths, photos.val_labels, eval_transform(config))
         return (PilBatches(train_set, config["batch_size"], settings, device, True, config["seed"], rank, world),

@@ -11,9 +11,10 @@
 
 import csv
 import io
+import json
 from pathlib import Path
 
-from petalnet.errors import UserError
+from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.fileio import write_json, write_text
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_seconds", "train_images_per_s"]
@@ -29,22 +30,41 @@ def check_run_folder(run, resume, overwrite):
     if run.exists() and not run.is_dir():
         raise UserError(f"--out {run} is a file, not a folder")
     if resume:
-        if not (run / "last.pt").is_file():
+        if not (run / "last.pt").is_file() and not (run / "config.json").is_file():
             raise UserError(f"nothing to resume: {run / 'last.pt'} does not exist")
         return
-    if run.is_dir() and any(run.iterdir()) and not overwrite:
+    if run.is_dir() and any(not _is_temp(p) for p in run.iterdir()) and not overwrite:
         raise UserError(f"{run} already holds a run: pass --resume to continue it or --overwrite to replace it")
 
 
+def _is_temp(path):
+    """A temp file an interrupted atomic write left behind (fileio.atomic_path names them .NAME.*.tmp)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def unfinished_config(run):
+    """The saved config of a run stopped before its first epoch ended (config.json, no last.pt)."""
+    path = Path(run) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        return {key: saved[key] for key in saved["config_keys"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"nothing to resume: {Path(run) / 'last.pt'} does not exist and {path} is unreadable") from None
+
+
 def start_run_folder(run, overwrite):
+    """Create the run folder; clear the old run's files (--overwrite) and temp files a kill left behind."""
     run = Path(run)
     try:
         run.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create run folder {run}: {err.strerror or err}") from None
-    if overwrite:
+        if overwrite:
+            for name in RUN_FILES:
+                (run / name).unlink(missing_ok=True)
         for name in RUN_FILES:
-            (run / name).unlink(missing_ok=True)
+            for stale in run.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+    except OSError as err:
+        raise StorageError(f"cannot prepare run folder {run}: {describe_os_error(err)}") from None
     return run
 
 

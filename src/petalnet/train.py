@@ -10,6 +10,7 @@ The structure follows torchvision's references/classification: load_data, train_
 
 import json
 import math
+from importlib.metadata import version as package_version
 import platform
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 import petalnet
@@ -28,9 +28,10 @@ from petalnet.config import resolve_config, resumed_config
 from petalnet.device import describe, pick_device
 from petalnet.download import default_data_dir
 from petalnet.engine import evaluate, train_one_epoch
-from petalnet.errors import UserError
+from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.fileio import write_json
 from petalnet.folders import find_classes, is_split_layout, require_folder
+from petalnet.images import one_line
 from petalnet.models import build_model, count_parameters
 from petalnet.pipeline import epoch_seed, make_loaders
 from petalnet.plots import plot_curves
@@ -133,17 +134,21 @@ def _silent(*_args, **_kwargs):
 
 def _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning):
     runs.check_run_folder(out, resume, overwrite)
-    previous = load_checkpoint(Path(out) / "last.pt") if resume else None
+    previous = load_checkpoint(Path(out) / "last.pt") if resume and (Path(out) / "last.pt").is_file() else None
     if previous:
         config = resumed_config(previous["config"], overrides, log)
         data = data or config["data"]
+    elif resume:  # stopped before its first epoch ended: start again with the saved settings
+        config = resumed_config(runs.unfinished_config(out), overrides, log)
+        data = data or config["data"]
+        log(f"no finished epoch in {out} yet: starting it again from epoch 1 with its saved settings")
     else:
         config = resolve_config(recipe, overrides)
         data = data or default_data_dir()
     if data is None:
         raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
     settings = device_settings(device, config["pipeline"], **tuning)
-    photos = load_data(data, config, _saved_split(out) if previous else None, progress)
+    photos = load_data(data, config, _saved_split(out) if resume else None, progress)
     if len(photos.val_paths) < processes.world:
         raise UserError(f"{len(photos.val_paths)} val photos cannot be shared by {processes.world} processes")
     if photos.left_out:
@@ -157,7 +162,10 @@ def _train(data, out, recipe, overrides, device, resume, overwrite, progress, lo
         f"{len(photos.val_paths)} val photos, {len(photos.classes)} classes; run folder {run}")
     log("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k not in ("why", "cache_dir")))
     if processes.is_main:
-        _write_run_description(run, config, photos, device, settings, processes)
+        try:
+            _write_run_description(run, config, photos, device, settings, processes)
+        except OSError as err:
+            raise StorageError(f"cannot write the run folder {run}: {describe_os_error(err)}") from None
     return fit(run, config, photos, device, settings, previous, processes, progress, log)
 
 
@@ -172,8 +180,9 @@ def _write_run_description(run, config, photos, device, settings, processes):
         write_json(run / "split.json", photos.split)
     description = {**config, "num_train": len(photos.train_paths), "num_val": len(photos.val_paths),
                    "left_out": photos.left_out, "device": describe(device), "processes": processes.world,
-                   "device_settings": settings, "petalnet": petalnet.__version__, "torch": torch.__version__,
-                   "torchvision": torchvision.__version__, "python": platform.python_version(),
+                   "device_settings": settings, "config_keys": sorted(config), "petalnet": petalnet.__version__,
+                   "torch": torch.__version__,
+                   "torchvision": package_version("torchvision"), "python": platform.python_version(),
                    "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json(run / "config.json", description)
 
@@ -227,7 +236,11 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
         if improved:
             best_acc, best_epoch = result.accuracy, epoch
         if processes.is_main:
-            save_epoch(run, config, meta, history, (model, optimizer, scheduler, scaler), best_acc, best_epoch)
+            try:
+                save_epoch(run, config, meta, history, (model, optimizer, scheduler, scaler), best_acc, best_epoch)
+            except OSError as err:
+                kept = f"{run / 'last.pt'} holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
+                raise StorageError(f"cannot save epoch {epoch}: {describe_os_error(err)}; {kept}") from None
         log(format_epoch(row, config["epochs"], improved))
     log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
     return history
@@ -235,9 +248,12 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
 
 def restore(previous, model, optimizer, scheduler, scaler):
     """Load last.pt's state; returns (history, best_acc, best_epoch, first epoch to run)."""
-    model.load_state_dict(previous["model"])
-    optimizer.load_state_dict(previous["optimizer"])
-    scheduler.load_state_dict(previous["scheduler"])
+    try:
+        model.load_state_dict(previous["model"])
+        optimizer.load_state_dict(previous["optimizer"])
+        scheduler.load_state_dict(previous["scheduler"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise UserError(f"last.pt does not fit this run's model and settings ({one_line(err)[:160]})") from None
     if previous.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(previous["scaler"])
     restore_rng_state(previous["rng"])
