@@ -13,6 +13,7 @@ model works on one batch, a thread decodes the next. torchvision is not imported
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -25,7 +26,13 @@ from petalnet.errors import UserError
 from petalnet.images import UnreadableImage, open_rgb
 from petalnet.tuning import autocast, device_settings
 
-THUMBNAIL = 256  # pixels, longest side of the images kept for pictures
+THUMBNAIL = 512  # pixels, longest side of the images kept for pictures (--plot, --explain)
+
+
+class Prediction(NamedTuple):
+    record: dict  # {"path", "top": [{"class", "prob"}, ...]} or {"path", "error"}
+    thumbnail: object = None  # the photo as a PIL image, longest side THUMBNAIL (when asked for)
+    heat: object = None  # Grad-CAM map (S, S) in [0, 1] for the top class (when asked for)
 
 
 class InputImages(Dataset):
@@ -87,10 +94,10 @@ class Classifier:
         """One record per input, in order (see the module docstring)."""
         if isinstance(inputs, (str, Path, Image.Image)):
             inputs = [inputs]
-        return [record for record, _ in self.iter_predict(inputs, topk, batch_size)]
+        return [prediction.record for prediction in self.iter_predict(inputs, topk, batch_size)]
 
-    def iter_predict(self, inputs, topk=3, batch_size=64, workers=0, thumbnails=False):
-        """Yield (record, thumbnail or None) per input, in order, batch by batch."""
+    def iter_predict(self, inputs, topk=3, batch_size=64, workers=0, thumbnails=False, explain=False):
+        """Yield a Prediction per input, in order, batch by batch (heat maps too with explain=True)."""
         if topk < 1:
             raise UserError(f"--topk must be at least 1, got {topk}")
         if batch_size < 1:
@@ -98,16 +105,29 @@ class Classifier:
         if workers < 0:
             raise UserError(f"--workers must be 0 or more, got {workers}")
         inputs = list(inputs)
-        loader = DataLoader(InputImages(inputs, self.meta, thumbnails), batch_size=batch_size,
+        loader = DataLoader(InputImages(inputs, self.meta, thumbnails or explain), batch_size=batch_size,
                             num_workers=workers, collate_fn=_keep_as_list)
         k = min(topk, len(self.classes))
         for batch in _prefetched(loader) if workers == 0 else loader:
             good = [item for item in batch if item[1] is not None]
-            top = self._top(torch.stack([item[1] for item in good]), k) if good else []
-            results = dict(zip((item[0] for item in good), top))
+            stacked = torch.stack([item[1] for item in good]) if good else None
+            top = self._top(stacked, k) if good else []
+            heats = self.explain(stacked) if good and explain else [None] * len(good)
+            results = {item[0]: (t, h) for item, t, h in zip(good, top, heats)}
             for i, _tensor, error, thumbnail in batch:
                 path = None if isinstance(inputs[i], Image.Image) else str(inputs[i])
-                yield ({"path": path, "error": error} if error else {"path": path, "top": results[i]}), thumbnail
+                if error:
+                    yield Prediction({"path": path, "error": error}, thumbnail)
+                else:
+                    yield Prediction({"path": path, "top": results[i][0]}, thumbnail, results[i][1])
+
+    def explain(self, images):
+        """Grad-CAM maps (N, S, S) in [0, 1] for the top class of uint8 images (N, 3, S, S)."""
+        from petalnet.explain import grad_cam
+
+        batch = normalize_batch(images.to(self.device), self.meta["mean"], self.meta["std"],
+                                self.settings["channels_last"])
+        return list(grad_cam(self.model, batch))
 
     @torch.no_grad()
     def _top(self, images, k):

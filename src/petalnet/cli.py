@@ -5,7 +5,9 @@
     petalnet data split [SRC] --out DIR [--val-fraction 0.1] [--seed 0]
     petalnet train [--data DIR] --out RUN [--recipe seed] [--epochs N] ... [--resume | --overwrite]
     petalnet evaluate MODEL [--data DIR] [--json] [--out DIR]
-    petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png]
+    petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png] [--explain OUT_DIR]
+    petalnet export MODEL --format onnx|torchscript --out FILE
+    petalnet serve MODEL [--host 127.0.0.1] [--port 8000] [--workers 1]
 
 Errors a user can cause print one line on stderr and exit 2 (3 when a file cannot be written: disk full,
 read-only folder); Ctrl-C exits 130. The README lists every exit code.
@@ -73,7 +75,7 @@ def cmd_predict(args):
     from petalnet.predict import run_predict
 
     return run_predict(args.model, args.paths, topk=args.topk, as_json=args.json, plot=args.plot,
-                       device=args.device, batch_size=args.batch_size, workers=args.workers)
+                       device=args.device, batch_size=args.batch_size, workers=args.workers, explain=args.explain)
 
 
 def cmd_evaluate(args):
@@ -81,6 +83,19 @@ def cmd_evaluate(args):
 
     return run_evaluate(args.model, data=args.data, out=args.out, as_json=args.json,
                         batch_size=args.batch_size, device=args.device, workers=args.workers)
+
+
+def cmd_export(args):
+    from petalnet.export import run_export
+
+    return run_export(args.model, args.format, args.out, args.check_photos)
+
+
+def cmd_serve(args):
+    from petalnet.serve import run_server
+
+    return run_server(args.model, host=args.host, port=args.port, workers=args.workers, device=args.device,
+                      max_upload_mb=args.max_upload_mb)
 
 
 def _data_dir(path):
@@ -158,11 +173,12 @@ def add_device_flags(train):
 
 def add_use_commands(sub):
     predict = sub.add_parser("predict", help="classify photos with a trained model")
-    predict.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
+    predict.add_argument("model", help="run folder (uses its best.pt), checkpoint file, or exported .onnx")
     predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     predict.add_argument("--topk", type=int, default=3, help="classes per photo (default 3)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--plot", metavar="OUT.png", help="save the photos titled with their prediction")
+    predict.add_argument("--explain", metavar="OUT_DIR", help="save a Grad-CAM heat map over each photo here")
     predict.set_defaults(func=cmd_predict)
     evaluate = sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix, mistakes")
     evaluate.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
@@ -176,6 +192,23 @@ def add_use_commands(sub):
         command.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
 
 
+def add_share_commands(sub):
+    export = sub.add_parser("export", help="write the model as ONNX or TorchScript, checked against PyTorch")
+    export.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
+    export.add_argument("--format", default="onnx", help="onnx or torchscript (default onnx)")
+    export.add_argument("--out", required=True, help="file to write (a .json with classes and transform beside it)")
+    export.add_argument("--check-photos", help="photos for the parity check (default: the run's val photos)")
+    export.set_defaults(func=cmd_export)
+    serve = sub.add_parser("serve", help="an HTTP API and a web page for a model")
+    serve.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
+    serve.set_defaults(func=cmd_serve)
+
+
 def build_parser():
     parser = OneLineParser(prog="petalnet", description="Train, evaluate and use image classifiers.")
     parser.add_argument("--version", action="version", version=f"petalnet {petalnet.__version__}")
@@ -183,6 +216,7 @@ def build_parser():
     add_data_commands(sub)
     add_train_command(sub)
     add_use_commands(sub)
+    add_share_commands(sub)
     return parser
 
 

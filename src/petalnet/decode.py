@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from petalnet.images import UnreadableImage, open_rgb
+from petalnet.images import UnreadableImage, eval_size, open_rgb
 
 
 def decode_photo(path, reduce_to=None):
@@ -39,17 +39,6 @@ def resize_uint8(image, size):
     """Bilinear resize with antialiasing of a uint8 (3, H, W) tensor to `size` = (h, w); uint8 out."""
     batch = image[None].contiguous(memory_format=torch.channels_last)
     return F.interpolate(batch, size=size, mode="bilinear", antialias=True)[0]
-
-
-def eval_size(height, width, meta):
-    """(resize_to, crop) for the eval transform in `meta` (torchvision's Resize/CenterCrop arithmetic)."""
-    size = meta["image_size"]
-    if meta["eval_resize"] == "squash":
-        return (size, size), None
-    short = round(size / 0.875)
-    if height <= width:
-        return (short, int(short * width / height)), size
-    return (int(short * height / width), short), size
 
 
 def eval_tensor(image, meta):

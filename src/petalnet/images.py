@@ -77,5 +77,16 @@ def _high_bit_depth_to_l(img):
     return Image.fromarray(scaled)  # uint8 2-D: mode L
 
 
+def eval_size(height, width, meta):
+    """(resize_to, crop) for the eval transform in `meta` (torchvision's Resize/CenterCrop arithmetic)."""
+    size = meta["image_size"]
+    if meta["eval_resize"] == "squash":
+        return (size, size), None
+    short = round(size / 0.875)
+    if height <= width:
+        return (short, int(short * width / height)), size
+    return (int(short * height / width), short), size
+
+
 def one_line(err):
     return " ".join(str(err).split())

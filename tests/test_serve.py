@@ -1,0 +1,121 @@
+"""`petalnet serve`: the API, its limits, a load test, and the web page in a real browser."""
+
+import json
+import random
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import cli
+from imagegen import bomb_png, truncated_jpeg
+from petalnet.client import get_json as get
+from petalnet.client import ServerProcess, post_photos
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    running = ServerProcess(trained_run, "--max-upload-mb", "2")
+    yield running
+    assert "Traceback" not in running.stop()
+
+
+@pytest.fixture(scope="module")
+def photos(few_photos):
+    return sorted(p for p in few_photos.rglob("*.jpg"))[:12]
+
+
+def test_health_model_and_openapi(server, trained_run):
+    assert get(server.url + "/health")[1]["status"] == "ok"
+    status, info = get(server.url + "/model")
+    assert status == 200 and info["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert info["model"] == "alexnet_half" and info["input_size"] == 64
+    assert info["training"]["val_acc"] is not None
+    assert "/predict" in get(server.url + "/openapi.json")[1]["paths"]
+
+
+def test_predict_returns_the_records_of_predict_json(server, trained_run, photos, capsys):
+    status, body = post_photos(server.url, [(photos[0].name, photos[0].read_bytes())])
+    assert status == 200
+    assert cli("predict", trained_run, photos[0], "--json", "--device", "cpu") == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert body["predictions"] == [{**expected, "path": photos[0].name}]
+
+
+def test_bad_uploads_get_4xx_with_one_line(server, photos):
+    cases = [("notes.jpg", b"plain text, not a photo", 400, "not an image"),
+             ("bomb.png", bomb_png(), 400, "decompression bomb"),
+             ("half.jpg", truncated_jpeg(), 400, "truncated"),
+             ("huge.jpg", b"\xff" * 2_500_000, 413, "limit")]
+    for name, data, code, says in cases:
+        status, body = post_photos(server.url, [(name, data)])
+        assert status == code and says in body["detail"] and "\n" not in body["detail"], (name, status, body)
+    status, body = post_photos(server.url, [(photos[1].name, photos[1].read_bytes()),
+                                                        ("notes.jpg", b"text")])
+    assert status == 200 and "top" in body["predictions"][0] and "error" in body["predictions"][1]
+
+
+def test_heat_map_comes_with_explain(server, photos):
+    status, body = post_photos(server.url, [(photos[2].name, photos[2].read_bytes())], explain=True)
+    assert status == 200 and body["predictions"][0]["heatmap"].startswith("data:image/png;base64,")
+
+
+def test_load_200_requests_from_20_clients_mixing_good_broken_and_oversized(server, photos):
+    rng = random.Random(7)
+    kinds = [rng.choice(["good"] * 6 + ["broken", "oversized"]) for _ in range(200)]
+
+    def request(kind):
+        if kind == "good":
+            photo = rng.choice(photos)
+            return kind, photo.name, post_photos(server.url, [(photo.name, photo.read_bytes())])
+        if kind == "broken":
+            return kind, "b.jpg", post_photos(server.url, [("b.jpg", truncated_jpeg())])
+        return kind, "o.jpg", post_photos(server.url, [("o.jpg", b"\x00" * 2_100_000)])
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(request, kinds))
+    for kind, name, (status, body) in answers:
+        assert status < 500, body
+        if kind == "good":
+            assert status == 200 and body["predictions"][0]["path"] == name and body["predictions"][0]["top"]
+        else:
+            assert status == (400 if kind == "broken" else 413)
+    assert get(server.url + "/health")[0] == 200
+
+
+def test_bad_model_fails_before_serving_in_one_line(tmp_path):
+    from conftest import run_petalnet
+
+    done = run_petalnet("serve", tmp_path / "nothing", "--port", "1")
+    assert done.returncode == 2 and "no such checkpoint" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
+def test_web_page_in_a_real_browser(server, photos, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            page.goto(server.url + "/")
+            page.wait_for_function("document.getElementById('about').textContent.includes('daisy')")
+            page.set_input_files("#picker", str(photos[3]))
+            page.wait_for_selector(".card .bars .bar", timeout=30_000)
+            shown = page.inner_text(".card .label")
+            bars = page.locator(".card .bars .bar").count()
+            heat = page.get_attribute(".card .pics figure:nth-child(2) img", "src")
+            top_bar = page.locator(".card .bars .bar .fill").first.bounding_box()
+            track = page.locator(".card .bars .bar .track").first.bounding_box()
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        finally:
+            browser.close()
+    status, body = post_photos(server.url, [(photos[3].name, photos[3].read_bytes())], topk=5)
+    assert shown == body["predictions"][0]["top"][0]["class"]
+    assert bars == 5 and heat.startswith("data:image/png;base64,")
+    prob = body["predictions"][0]["top"][0]["prob"]
+    assert top_bar["width"] == pytest.approx(prob * track["width"], abs=2)  # the bar shows the probability
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+    assert Path(tmp_path / "page.png").read_bytes()[:4] == b"\x89PNG"
