@@ -49,10 +49,6 @@ class DecodedPhotos:
     def to(self, device):
         return DecodedPhotos(self.canvas.to(device), self.sizes, self.transposed, self.labels)
 
-    @property
-    def nbytes(self):
-        return self.canvas.numel()
-
 
 def fitted_size(height, width, short_side):
     """Stored (h, w) of a photo: short side <= short_side, long side <= MAX_ASPECT * short_side."""

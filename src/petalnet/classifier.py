@@ -20,10 +20,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from petalnet.checkpoint import load_checkpoint, model_from_checkpoint
-from petalnet.decode import load_eval_photo, normalize_batch
+from petalnet.decode import eval_tensor, normalize_batch
 from petalnet.device import pick_device
 from petalnet.errors import UserError
-from petalnet.images import UnreadableImage, open_rgb
+from petalnet.images import UnreadableImage, open_photo, small_copy
 from petalnet.tuning import autocast, device_settings
 
 THUMBNAIL = 512  # pixels, longest side of the images kept for pictures (--plot, --explain)
@@ -45,17 +45,11 @@ class InputImages(Dataset):
         return len(self.inputs)
 
     def __getitem__(self, i):
-        source = self.inputs[i]
         try:
-            if not self.thumbnails:
-                return i, load_eval_photo(source, self.meta), None, None
-            image = open_rgb(source) if isinstance(source, Image.Image) or Path(source).is_file() else source
-            tensor = load_eval_photo(image, self.meta)
+            image = open_photo(self.inputs[i])
         except UnreadableImage as err:
             return i, None, str(err), None
-        thumbnail = image.copy()
-        thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
-        return i, tensor, None, thumbnail
+        return i, eval_tensor(image, self.meta), None, small_copy(image, THUMBNAIL) if self.thumbnails else None
 
 
 def _keep_as_list(batch):

@@ -2,9 +2,7 @@
 
 from petalnet.errors import UserError
 from petalnet.models import MODELS, build_model, smallest_input_error
-from petalnet.recipes import DEFAULT_RECIPE, EVAL_RESIZES, OPTIMIZERS, PIPELINE_DEFAULTS, RECIPES, SCHEDULERS
-
-PIPELINES = ("cache", "pil")
+from petalnet.recipes import DEFAULT_RECIPE, EVAL_RESIZES, OPTIMIZERS, PIPELINE_DEFAULTS, PIPELINES, RECIPES, SCHEDULERS
 
 # Flags that may change when a run is resumed; other flags given with --resume are ignored.
 RESUMABLE_KEYS = ("epochs",)

@@ -1,7 +1,6 @@
-"""Photos -> batches: a dataset over a list of files, and the DataLoader around it."""
+"""Photos -> samples: a dataset over a list of labelled files (the pil pipeline, evaluate)."""
 
-import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset
 
 from petalnet.images import open_rgb
 
@@ -17,11 +16,3 @@ class PhotoDataset(Dataset):
 
     def __getitem__(self, i):
         return self.transform(open_rgb(self.paths[i])), self.labels[i]
-
-
-def make_loader(dataset, batch_size, workers, shuffle, device, generator=None):
-    """A DataLoader; when shuffling, reseed `generator` each epoch for a reproducible order."""
-    sampler = RandomSampler(dataset, generator=generator) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=torch.device(device).type == "cuda", generator=generator,
-                      persistent_workers=False)

@@ -11,15 +11,13 @@ faster per photo here, but torchvision 0.29 deprecates its decoders, and one dec
 train and evaluate see identical pixels.
 """
 
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset
 
-from petalnet.images import UnreadableImage, eval_size, open_rgb
+from petalnet.images import eval_size, open_photo, open_rgb
 
 
 def decode_photo(path, reduce_to=None):
@@ -66,23 +64,8 @@ def normalize_batch(images, mean, std, channels_last=False):
 
 
 def load_eval_photo(source, meta):
-    """A path or PIL image -> eval_tensor through Pillow: the one decoder of evaluate, predict and val."""
-    if not isinstance(source, Image.Image) and not Path(source).is_file():
-        raise UnreadableImage("no such file" if not Path(source).exists() else "not a file")
-    return eval_tensor(open_rgb(source), meta)
-
-
-class EvalPhotos(Dataset):
-    """Labelled photo files -> (uint8 (3, S, S), label), for evaluate's DataLoader."""
-
-    def __init__(self, paths, labels, meta):
-        self.paths, self.labels, self.meta = list(paths), list(labels), meta
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        return load_eval_photo(self.paths[i], self.meta), self.labels[i]
+    """open_photo + eval_tensor: the one decoder of evaluate, predict, serve and the cached val photos."""
+    return eval_tensor(open_photo(source), meta)
 
 
 class NormalizedBatches:

@@ -7,6 +7,7 @@
 Validation inside `train` and this command are the same code: engine.evaluate.
 """
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from petalnet.check import scan_photos
 from petalnet.checkpoint import load_checkpoint, model_from_checkpoint
-from petalnet.decode import EvalPhotos, NormalizedBatches
+from petalnet.dataset import PhotoDataset
+from petalnet.decode import NormalizedBatches, eval_tensor
 from petalnet.device import pick_device
 from petalnet.engine import evaluate
 from petalnet.errors import UserError
@@ -92,7 +94,8 @@ def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, devic
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     device = pick_device(device)
     settings = device_settings(device, workers=workers)
-    loader = DataLoader(EvalPhotos(paths, labels, meta), batch_size=batch_size, num_workers=workers,
+    photos = PhotoDataset(paths, labels, functools.partial(eval_tensor, meta=meta))  # = decode.load_eval_photo
+    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers,
                         pin_memory=device.type == "cuda")
     net = net.to(device)
     if settings["channels_last"]:

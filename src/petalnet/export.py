@@ -11,7 +11,6 @@ under 1e-4, else the export is reported as failed (exit 1) and the files are rem
 
 import contextlib
 import io
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -121,6 +120,3 @@ def photo_batch(ckpt, model, folder=None):
 def run_export(model, fmt, out, check_photos=None):
     return 0 if export_model(model, fmt, out, check_photos) < TOLERANCE else 1
 
-
-def read_sidecar(path):
-    return json.loads(sidecar_path(path).read_text())

@@ -8,6 +8,7 @@ Anything Pillow cannot decode, or a decompression bomb, raises `UnreadableImage`
 import math
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -50,6 +51,13 @@ def open_rgb(source, reduce_to=None):
         raise UnreadableImage(one_line(err) or type(err).__name__) from None
 
 
+def open_photo(source):
+    """A path, file object or PIL image -> upright RGB PIL image; UnreadableImage (one line) if not a photo."""
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise UnreadableImage("no such file" if not Path(source).exists() else "not a file")
+    return open_rgb(source)
+
+
 def to_rgb(img):
     """Convert any Pillow mode to RGB the way the picture looks."""
     if img.mode == "RGB":
@@ -75,6 +83,13 @@ def _high_bit_depth_to_l(img):
         peak = max(float(array.max()), 1e-12) if array.max() > 1.0 else 1.0
     scaled = np.clip(np.rint(array / peak * 255.0), 0, 255).astype(np.uint8)
     return Image.fromarray(scaled)  # uint8 2-D: mode L
+
+
+def small_copy(image, longest=512):
+    """A copy of a PIL image with its longest side at most `longest` (for pictures and heat maps)."""
+    copy = image.copy()
+    copy.thumbnail((longest, longest))
+    return copy
 
 
 def eval_size(height, width, meta):

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from petalnet.errors import UserError
-from petalnet.images import UnreadableImage, eval_size, open_rgb
+from petalnet.images import UnreadableImage, eval_size, open_photo
 
 
 def sidecar_path(model_path):
@@ -32,9 +32,7 @@ class OnnxClassifier:
 
     def preprocess(self, source):
         """A path or PIL image -> float32 (3, S, S), normalized as the checkpoint's eval transform."""
-        if not isinstance(source, Image.Image) and not Path(source).is_file():
-            raise UnreadableImage("no such file" if not Path(source).exists() else "not a file")
-        image = open_rgb(source)
+        image = open_photo(source)
         (height, width), crop = eval_size(image.height, image.width, self.meta)
         image = image.resize((width, height), Image.BILINEAR)
         if crop is not None:

@@ -19,9 +19,6 @@ from petalnet.augment import resized_crops, sample_crop_boxes, sample_flips
 from petalnet.cache import decoded_photos
 from petalnet.decode import normalize_batch
 
-PIPELINES = ("cache", "pil")
-
-
 def epoch_seed(seed, epoch, rank=0):
     return (seed * 1_000_003 + epoch) * 1009 + rank
 

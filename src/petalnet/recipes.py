@@ -38,3 +38,4 @@ DEFAULT_RECIPE = "seed"
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine")
 EVAL_RESIZES = ("squash", "center_crop")
+PIPELINES = ("cache", "pil")

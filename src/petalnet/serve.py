@@ -32,9 +32,9 @@ import torch
 
 from petalnet.checkpoint import load_checkpoint
 from petalnet.classifier import load_classifier
-from petalnet.decode import load_eval_photo
+from petalnet.decode import eval_tensor
 from petalnet.errors import UserError
-from petalnet.images import UnreadableImage, open_rgb
+from petalnet.images import UnreadableImage, open_photo, small_copy
 
 MAX_BATCH, MAX_WAIT_S = 32, 0.005
 VIEW_SIZE = 512  # longest side of the photo under a heat map
@@ -98,12 +98,8 @@ def model_info(model_path, classifier):
 
 def decode_upload(data, meta, keep_view):
     """Upload bytes -> (uint8 tensor for the model, small RGB view or None); UnreadableImage if not a photo."""
-    image = open_rgb(io.BytesIO(data))
-    view = None
-    if keep_view:
-        view = image.copy()
-        view.thumbnail((VIEW_SIZE, VIEW_SIZE))
-    return load_eval_photo(image, meta), view
+    image = open_photo(io.BytesIO(data))
+    return eval_tensor(image, meta), small_copy(image, VIEW_SIZE) if keep_view else None
 
 
 def heatmap_url(view, heat):
