@@ -15,7 +15,7 @@ from conftest import SMALL_SIZE, cli
 from petalnet.checkpoint import load_checkpoint
 
 EPOCHS = "8"
-TIMING = ("epoch_seconds", "train_images_per_s")
+TIMING = ("epoch_seconds", "train_images_per_s", "elapsed_s")
 
 
 def train_command(data, run, resume=False):

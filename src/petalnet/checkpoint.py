@@ -2,11 +2,12 @@
 
 A checkpoint is a plain dict:
     format, version   "petalnet", 1
-    meta              model name, class names, image_size, eval_resize, mean, std: all a user needs
+    meta              model name, class names, image_size, eval_resize, mean, std, tta_flip: all a user needs
     model             the state_dict
     epoch, val_acc    when it was saved and how it scored
     config            the run's resolved config
-  last.pt adds optimizer, scheduler, rng, history, best_acc, best_epoch (what --resume needs).
+  last.pt adds optimizer, scheduler, rng, history, best_acc, best_epoch (what --resume needs), and ema
+  (the averaged weights) when the recipe keeps one; then `model` of best.pt holds the averaged weights.
 """
 
 import pickle
@@ -18,7 +19,7 @@ import torch
 
 from petalnet.errors import UserError
 from petalnet.fileio import atomic_path
-from petalnet.models import build_model
+from petalnet.models import build_model, for_inference
 
 FORMAT, VERSION = "petalnet", 1
 
@@ -50,7 +51,8 @@ def load_checkpoint(path):
 
 
 def model_from_checkpoint(ckpt, path="checkpoint"):
-    """Build the checkpoint's model and load its weights; one clear line if they do not fit."""
+    """Build the checkpoint's model and load its weights (wrapped for test-time flipping when its meta says
+    so: models.for_inference); one clear line if they do not fit."""
     meta = ckpt["meta"]
     model = build_model(meta["model"], len(meta["classes"]))
     try:
@@ -59,7 +61,7 @@ def model_from_checkpoint(ckpt, path="checkpoint"):
         reason = " ".join(str(err).split())[:200]
         raise UserError(f"{path}: weights do not fit model '{meta['model']}' with "
                         f"{len(meta['classes'])} classes ({reason})") from None
-    return model
+    return for_inference(model, meta)
 
 
 def rng_state():

@@ -24,6 +24,7 @@ from petalnet.decode import eval_tensor, normalize_batch
 from petalnet.device import pick_device
 from petalnet.errors import UserError
 from petalnet.images import UnreadableImage, open_photo, small_copy
+from petalnet.models import FlipAveraged
 from petalnet.tuning import autocast, device_settings
 
 THUMBNAIL = 512  # pixels, longest side of the images kept for pictures (--plot, --explain)
@@ -121,7 +122,8 @@ class Classifier:
 
         batch = normalize_batch(images.to(self.device), self.meta["mean"], self.meta["std"],
                                 self.settings["channels_last"])
-        return list(grad_cam(self.model, batch))
+        network = self.model.model if isinstance(self.model, FlipAveraged) else self.model  # one pass, one map
+        return list(grad_cam(network, batch))
 
     @torch.no_grad()
     def _top(self, images, k):

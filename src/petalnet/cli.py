@@ -107,24 +107,47 @@ def _data_dir(path):
     return path
 
 
-# train flags that override a recipe value: (flag, type, help)
+def on_off(text):
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got '{text}'")
+    return text == "on"
+
+
+# train flags that override a recipe value: (flag, type, help[, number of values])
 TRAIN_FLAGS = [
-    ("--model", str, "alexnet_half (the tutorial's) or alexnet (torchvision's full width)"),
+    ("--model", str, "alexnet_half (the tutorial's), alexnet_half_bn, or alexnet (torchvision's full width)"),
     ("--epochs", int, "number of epochs"),
     ("--batch-size", int, "images per training step"),
     ("--lr", float, "learning rate"),
     ("--optimizer", str, "adam, adamw or sgd"),
+    ("--momentum", float, "sgd momentum (nesterov)"),
     ("--weight-decay", float, "weight decay"),
     ("--scheduler", str, "constant or cosine (per step)"),
     ("--warmup-epochs", int, "linear warmup epochs"),
     ("--label-smoothing", float, "cross-entropy label smoothing"),
-    ("--image-size", int, "training and evaluation image size in pixels"),
+    ("--dropout", float, "dropout before the hidden linear layers"),
+    ("--image-size", int, "training image size in pixels (the final one with --min-image-size)"),
+    ("--crop-scale", float, "RandomResizedCrop's area range, MIN MAX", 2),
+    ("--hflip", on_off, "random horizontal flips: on or off"),
+    ("--auto-augment", str, "none, trivial (TrivialAugmentWide) or randaugment, per photo"),
+    ("--color-jitter", float, "brightness/contrast/saturation jitter strength (0: off)"),
+    ("--random-erasing", float, "probability of erasing a random box of a photo (0: off)"),
+    ("--mixup-alpha", float, "MixUp's alpha (0: off)"),
+    ("--cutmix-alpha", float, "CutMix's alpha (0: off)"),
+    ("--min-image-size", int, "progressive resizing: the first epochs' training size"),
+    ("--resize-ramp", float, "progressive resizing: START END fractions of the epochs to grow over", 2),
+    ("--eval-image-size", int, "evaluation and prediction size (default: the image size)"),
+    ("--eval-resize", str, "squash (the tutorial's) or center_crop"),
+    ("--ema-decay", float, "moving average of the weights per step, e.g. 0.999 (0: off)"),
+    ("--tta-flip", on_off, "evaluate and predict on each photo and its mirror: on or off"),
+    ("--mean", float, "normalization mean, R G B", 3),
+    ("--std", float, "normalization std, R G B", 3),
     ("--val-fraction", float, "fraction of each class held out for val (folder of class folders only)"),
     ("--seed", int, "random seed (split, init, augmentation, order)"),
     ("--pipeline", str, "cache (decode once, augment batches on the device) or pil (the tutorial's)"),
     ("--cache-size", int, "short side in pixels of the decoded photos the cache keeps (default image size * 8/7)"),
 ]
-TRAIN_OVERRIDES = [flag[2:].replace("-", "_") for flag, _, _ in TRAIN_FLAGS]
+TRAIN_OVERRIDES = [flag[0][2:].replace("-", "_") for flag in TRAIN_FLAGS]
 
 
 def add_data_commands(sub):
@@ -151,8 +174,8 @@ def add_train_command(sub):
     train.add_argument("--data", help="class folders or train/val layout (default: $PETALNET_DATA)")
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--recipe", help=f"one of {', '.join(RECIPES)} (default {DEFAULT_RECIPE})")
-    for flag, kind, text in TRAIN_FLAGS:
-        train.add_argument(flag, type=kind, help=f"{text} (default: the recipe's)")
+    for flag, kind, text, *nargs in TRAIN_FLAGS:
+        train.add_argument(flag, type=kind, nargs=nargs[0] if nargs else None, help=f"{text} (default: the recipe's)")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     add_device_flags(train)
     train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")

@@ -2,7 +2,8 @@
 
 from petalnet.errors import UserError
 from petalnet.models import MODELS, build_model, smallest_input_error
-from petalnet.recipes import DEFAULT_RECIPE, EVAL_RESIZES, OPTIMIZERS, PIPELINE_DEFAULTS, PIPELINES, RECIPES, SCHEDULERS
+from petalnet.recipes import (AUTO_AUGMENTS, DEFAULT_RECIPE, EVAL_RESIZES, OPTIMIZERS, PIPELINE_DEFAULTS, PIPELINES,
+                              RECIPES, SCHEDULERS, SEED)
 
 # Flags that may change when a run is resumed; other flags given with --resume are ignored.
 RESUMABLE_KEYS = ("epochs",)
@@ -26,7 +27,8 @@ def resolve_config(recipe=None, overrides=None):
 
 def resumed_config(saved, overrides, log=print):
     """The config of a run being resumed: the saved one, with only RESUMABLE_KEYS overridable."""
-    config = {"pipeline": "pil", "cache_size": round(saved["image_size"] * 8 / 7), **saved}  # runs before 0.2
+    # Runs of older versions lack newer keys: the seed recipe's values (all off) are what they trained with.
+    config = {**SEED, "pipeline": "pil", "cache_size": round(saved["image_size"] * 8 / 7), **saved}
     for key, value in (overrides or {}).items():
         if value is None or value == config.get(key):
             continue
@@ -59,9 +61,40 @@ def validate_config(config):
         (config["cache_size"] >= config["image_size"],
          f"--cache-size must be at least the image size ({config['image_size']}), got {config['cache_size']}"),
     ]
-    for ok, message in checks:
+    for ok, message in checks + lever_checks(config):
         if not ok:
             raise UserError(message)
-    problem = smallest_input_error(build_model(config["model"], 2), config["image_size"])
+    sizes = {key: config[key] for key in ("image_size", "min_image_size", "eval_image_size") if config[key]}
+    key = min(sizes, key=sizes.get)
+    problem = smallest_input_error(build_model(config["model"], 2), sizes[key])
     if problem:
-        raise UserError(f"--image-size {config['image_size']} is too small for {config['model']}: {problem}")
+        raise UserError(f"--{key.replace('_', '-')} {sizes[key]} is too small for {config['model']}: {problem}")
+
+
+CACHE_ONLY = ("auto_augment", "color_jitter", "random_erasing", "mixup_alpha", "cutmix_alpha", "min_image_size")
+
+
+def lever_checks(config):
+    """(ok, message) for the settings beyond the tutorial's (recipes.py)."""
+    ramp = config["resize_ramp"]
+    pil_extras = [key for key in CACHE_ONLY if config[key] not in (None, 0, 0.0, "none")]
+    return [
+        (0 <= config["dropout"] < 1, f"--dropout must be in [0, 1), got {config['dropout']}"),
+        (config["auto_augment"] in AUTO_AUGMENTS,
+         f"unknown --auto-augment '{config['auto_augment']}': choose from {', '.join(AUTO_AUGMENTS)}"),
+        (0 <= config["color_jitter"] <= 1, f"--color-jitter must be in [0, 1], got {config['color_jitter']}"),
+        (0 <= config["random_erasing"] <= 1, f"--random-erasing must be in [0, 1], got {config['random_erasing']}"),
+        (config["mixup_alpha"] >= 0 and config["cutmix_alpha"] >= 0, "--mixup-alpha and --cutmix-alpha must be >= 0"),
+        (len(ramp) == 2 and 0 <= ramp[0] <= ramp[1] <= 1,
+         f"--resize-ramp must be two fractions, start <= end, got {ramp}"),
+        (config["min_image_size"] is None or 16 <= config["min_image_size"] <= config["image_size"],
+         f"--min-image-size must be between 16 and the image size, got {config['min_image_size']}"),
+        (config["eval_image_size"] is None or config["eval_image_size"] >= 16,
+         f"--eval-image-size must be at least 16, got {config['eval_image_size']}"),
+        (0 <= config["ema_decay"] < 1, f"--ema-decay must be in [0, 1), got {config['ema_decay']}"),
+        (len(config["crop_scale"]) == 2 and 0 < config["crop_scale"][0] <= config["crop_scale"][1] <= 1,
+         f"--crop-scale must be two fractions 0 < min <= max <= 1, got {config['crop_scale']}"),
+        (config["momentum"] >= 0, f"--momentum must be 0 or more, got {config['momentum']}"),
+        (config["pipeline"] == "cache" or not pil_extras,
+         f"--pipeline pil has the tutorial's augmentation only; {', '.join(pil_extras)} need(s) --pipeline cache"),
+    ]

@@ -27,8 +27,11 @@ def _precision(device, settings, training):
 
 
 def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, desc="train", progress=True,
-                    settings=None, scaler=None):
-    """Train for one pass over `loader`; returns this process's loss sum, image count and seconds."""
+                    settings=None, scaler=None, ema=None):
+    """Train for one pass over `loader`; returns this process's loss sum, image count and seconds.
+
+    Targets may be class indices or soft labels (MixUp/CutMix); `ema` (ema.py) is updated after each step.
+    """
     model.train()
     total_loss, seen, start = torch.zeros((), device=device), 0, time.perf_counter()
     bar = progress_bar(loader, progress, desc=desc, unit="batch", leave=False)
@@ -45,6 +48,8 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, desc
             loss.backward()
             optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update()
         total_loss += loss.detach().float() * len(targets)
         seen += len(targets)
         if progress and step % 10 == 0:  # .item() waits for the GPU: not every step

@@ -1,7 +1,11 @@
 """The networks petalnet trains, by name.
 
-    alexnet_half  the tutorial's AlexNet at half width (14,591,685 parameters for 5 classes)
-    alexnet       torchvision's full-width AlexNet, trained from scratch (no pretrained weights)
+    alexnet_half     the tutorial's AlexNet at half width (14,591,685 parameters for 5 classes)
+    alexnet_half_bn  the same with BatchNorm after each convolution (not the tutorial's: its own README rows)
+    alexnet          torchvision's full-width AlexNet, trained from scratch (no pretrained weights)
+
+FlipAveraged wraps any of them for test-time flipping (a recipe's tta_flip): the logits of a photo and
+of its mirror image, averaged, so predict, evaluate, serve and export all see one model.
 """
 
 import torch
@@ -12,17 +16,17 @@ from petalnet.errors import UserError
 class AlexNetHalf(nn.Module):
     """The tutorial's model.py, plus an adaptive pool to 6x6 (a no-op at 224 px) for other sizes."""
 
-    def __init__(self, num_classes=5, dropout=0.5):
+    def __init__(self, num_classes=5, dropout=0.5, batch_norm=False):
         super().__init__()
+
+        def conv(c_in, c_out, kernel, stride=1, padding=1):
+            norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+            return [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding), *norm, nn.ReLU(inplace=True)]
+
         self.features = nn.Sequential(
-            nn.Conv2d(3, 48, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(48, 128, kernel_size=5, padding=2), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(128, 192, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(192, 192, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(192, 128, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            *conv(3, 48, 11, stride=4, padding=2), nn.MaxPool2d(kernel_size=3, stride=2),
+            *conv(48, 128, 5, padding=2), nn.MaxPool2d(kernel_size=3, stride=2),
+            *conv(128, 192, 3), *conv(192, 192, 3), *conv(192, 128, 3), nn.MaxPool2d(kernel_size=3, stride=2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
@@ -47,19 +51,39 @@ class AlexNetHalf(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def torchvision_alexnet(num_classes):
+class FlipAveraged(nn.Module):
+    """Test-time augmentation: the mean of the model's logits for the images and their mirror images."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return (self.model(x) + self.model(x.flip(-1))) / 2
+
+
+def torchvision_alexnet(num_classes, dropout=0.5):
     from torchvision.models import alexnet  # imported here: torchvision adds ~1 s to every start
 
-    return alexnet(weights=None, num_classes=num_classes)
+    return alexnet(weights=None, num_classes=num_classes, dropout=dropout)
 
 
-MODELS = {"alexnet_half": AlexNetHalf, "alexnet": torchvision_alexnet}
+def alexnet_half_bn(num_classes, dropout=0.5):
+    return AlexNetHalf(num_classes, dropout, batch_norm=True)
 
 
-def build_model(name, num_classes):
+MODELS = {"alexnet_half": AlexNetHalf, "alexnet_half_bn": alexnet_half_bn, "alexnet": torchvision_alexnet}
+
+
+def build_model(name, num_classes, dropout=0.5):
     if name not in MODELS:
         raise UserError(f"unknown model '{name}': choose from {', '.join(MODELS)}")
-    return MODELS[name](num_classes=num_classes)
+    return MODELS[name](num_classes=num_classes, dropout=dropout)
+
+
+def for_inference(model, meta):
+    """The model as a checkpoint's meta says to run it: with test-time flipping when meta["tta_flip"]."""
+    return FlipAveraged(model) if meta.get("tta_flip") else model
 
 
 def count_parameters(model):

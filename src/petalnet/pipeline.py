@@ -18,6 +18,9 @@ from torch.utils.data import DataLoader, Subset
 from petalnet.augment import resized_crops, sample_crop_boxes, sample_flips
 from petalnet.cache import decoded_photos
 from petalnet.decode import normalize_batch
+from petalnet.policies import batch_mixer, erase_boxes, photo_policy
+from petalnet.schedules import eval_image_size, train_image_size
+
 
 def epoch_seed(seed, epoch, rank=0):
     return (seed * 1_000_003 + epoch) * 1009 + rank
@@ -32,11 +35,14 @@ def shard(n, rank, world, pad):
 
 
 class CachedTrainBatches:
-    """Random crops of decoded photos, a batch at a time, made on `device`."""
+    """Random crops of decoded photos, a batch at a time, made on `device`, then the recipe's other
+    augmentations (policies.py). With MixUp/CutMix the targets are soft labels (N, num_classes)."""
 
-    def __init__(self, photos, config, device, settings, rank=0, world=1):
+    def __init__(self, photos, config, device, settings, rank=0, world=1, num_classes=None):
         self.device, self.config, self.settings = torch.device(device), config, settings
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.size = rank, world, train_image_size(1, config)
+        self.policy = photo_policy(config)
+        self.mixer = batch_mixer(config, num_classes or int(photos.labels.max()) + 1)
         # CUDA: photos on the GPU, one roi_align per batch. Elsewhere (CPU, MPS): crops made on the CPU
         # with the per-photo uint8 resize, then moved (as uint8) and normalized on the device.
         on_gpu = self.device.type == "cuda"
@@ -52,6 +58,7 @@ class CachedTrainBatches:
     def set_epoch(self, epoch):
         self.order.manual_seed(epoch_seed(self.config["seed"], epoch))  # the same order on every rank
         self.draws.manual_seed(epoch_seed(self.config["seed"], epoch, self.rank + 1))
+        self.size = train_image_size(epoch, self.config)
 
     def __iter__(self):
         """This epoch's batches. (Making the next batch in a thread was slower on a 2-core CPU: 0.91 vs 0.95
@@ -60,22 +67,26 @@ class CachedTrainBatches:
         mine = permutation[shard(len(permutation), self.rank, self.world, pad=True)]
         for start in range(0, len(mine), self.config["batch_size"]):
             index = mine[start:start + self.config["batch_size"]]
-            yield self.batch(index), self.photos.labels[index].to(self.device, non_blocking=True)
+            images, labels = self.batch(index), self.photos.labels[index].to(self.device, non_blocking=True)
+            yield self.mixer(images, labels) if self.mixer else (images, labels)
 
     def batch(self, index):
         """The augmented, normalized float batch for photos `index`."""
         c = self.config
         boxes = sample_crop_boxes(self.heights[index], self.widths[index], c["crop_scale"], generator=self.draws)
         flips = sample_flips(len(index), generator=self.draws) if c["hflip"] else torch.zeros(len(index), dtype=bool)
-        images = self.render(index, boxes, flips).to(self.device, non_blocking=True)
-        return normalize_batch(images, c["mean"], c["std"], self.settings["channels_last"])
+        images = self.render(index, boxes, flips)
+        if self.policy is not None:
+            images = self.policy(images if images.dtype == torch.uint8 else images.round().clamp(0, 255).byte())
+        images = normalize_batch(images.to(self.device, non_blocking=True), c["mean"], c["std"],
+                                 self.settings["channels_last"])
+        return erase_boxes(images, c["random_erasing"]) if c["random_erasing"] > 0 else images
 
     def render(self, index, boxes, flips):
         """Photos `index` cut to `boxes` (top, left, h, w on the upright photo), resized, flipped: 0-255."""
         transposed = self.photos.transposed[index]
         stored = torch.where(transposed[:, None], boxes[:, [1, 0, 3, 2]], boxes)  # boxes on the canvas
-        return resized_crops(self.photos.canvas, index, stored, self.config["image_size"], self.method,
-                             transposed, flips)
+        return resized_crops(self.photos.canvas, index, stored, self.size, self.method, transposed, flips)
 
 
 class TensorEvalBatches:
@@ -130,11 +141,13 @@ def make_loaders(config, photos, device, settings, rank=0, world=1, progress=Tru
         from petalnet.transforms import eval_transform, train_transform
 
         train_set = PhotoDataset(photos.train_paths, photos.train_labels, train_transform(config))
-        val_set = PhotoDataset(photos.val_paths, photos.val_labels, eval_transform(config))
+        val_set = PhotoDataset(photos.val_paths, photos.val_labels,
+                               eval_transform({**config, "image_size": eval_image_size(config)}))
         return (PilBatches(train_set, config["batch_size"], settings, device, True, config["seed"], rank, world),
                 PilBatches(val_set, settings["eval_batch_size"], settings, device, False, rank=rank, world=world))
     data = {"train": (photos.train_paths, photos.train_labels), "val": (photos.val_paths, photos.val_labels)}
+    val_meta = {"image_size": eval_image_size(config), "eval_resize": config["eval_resize"]}
     train, (val_images, val_labels) = decoded_photos(
-        data, config["cache_size"], config, settings["workers"], settings.get("cache_dir"), progress, log)
-    return (CachedTrainBatches(train, config, device, settings, rank, world),
+        data, config["cache_size"], val_meta, settings["workers"], settings.get("cache_dir"), progress, log)
+    return (CachedTrainBatches(train, config, device, settings, rank, world, len(photos.classes)),
             TensorEvalBatches(val_images, val_labels, config, device, settings, rank, world))

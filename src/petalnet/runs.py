@@ -17,7 +17,8 @@ from pathlib import Path
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.fileio import write_json, write_text
 
-METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_seconds", "train_images_per_s"]
+METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "image_size", "epoch_seconds",
+                  "train_images_per_s", "elapsed_s"]
 RUN_FILES = ["best.pt", "last.pt", "class_indices.json", "config.json", "metrics.csv", "curves.png",
              "split.json"]
 
@@ -77,7 +78,7 @@ def write_metrics(run, history):
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+        writer.writerow({k: _fmt(row.get(k, "")) for k in METRIC_COLUMNS})  # older runs lack some
     write_text(Path(run) / "metrics.csv", buffer.getvalue())
 
 

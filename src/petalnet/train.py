@@ -9,7 +9,6 @@ The structure follows torchvision's references/classification: load_data, train_
 """
 
 import json
-import math
 from importlib.metadata import version as package_version
 import platform
 import time
@@ -32,8 +31,10 @@ from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.fileio import write_json
 from petalnet.folders import find_classes, is_split_layout, require_folder
 from petalnet.images import one_line
-from petalnet.models import build_model, count_parameters
+from petalnet.ema import WeightAverage
+from petalnet.models import build_model, count_parameters, for_inference
 from petalnet.pipeline import epoch_seed, make_loaders
+from petalnet.schedules import build_scheduler, eval_image_size
 from petalnet.plots import plot_curves
 from petalnet.split import make_split, split_paths
 from petalnet.tuning import device_settings, grad_scaler
@@ -90,26 +91,10 @@ def build_optimizer(model, config):
     return torch.optim.Adam(params, lr=lr, weight_decay=wd)
 
 
-def build_scheduler(optimizer, config, steps_per_epoch):
-    """Per-step learning-rate factor: optional linear warmup, then constant or cosine to zero."""
-    warmup = config["warmup_epochs"] * steps_per_epoch
-    total = config["epochs"] * steps_per_epoch
-    cosine = config["scheduler"] == "cosine"
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        if not cosine:
-            return 1.0
-        progress = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def checkpoint_meta(config, classes):
-    keys = ("model", "image_size", "eval_resize", "mean", "std")
-    return {"classes": list(classes), **{k: config[k] for k in keys}}
+    """What predict, evaluate, export and serve need: the model, its classes and how to show it a photo."""
+    keys = ("model", "eval_resize", "mean", "std", "tta_flip")
+    return {"classes": list(classes), "image_size": eval_image_size(config), **{k: config[k] for k in keys}}
 
 
 def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", resume=False, overwrite=False,
@@ -133,6 +118,7 @@ def _silent(*_args, **_kwargs):
 
 
 def _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning):
+    started = time.perf_counter()
     runs.check_run_folder(out, resume, overwrite)
     previous = load_checkpoint(Path(out) / "last.pt") if resume and (Path(out) / "last.pt").is_file() else None
     if previous:
@@ -166,7 +152,7 @@ def _train(data, out, recipe, overrides, device, resume, overwrite, progress, lo
             _write_run_description(run, config, photos, device, settings, processes)
         except OSError as err:
             raise StorageError(f"cannot write the run folder {run}: {describe_os_error(err)}") from None
-    return fit(run, config, photos, device, settings, previous, processes, progress, log)
+    return fit(run, config, photos, device, settings, previous, processes, progress, log, started)
 
 
 def _saved_split(out):
@@ -190,7 +176,7 @@ def _write_run_description(run, config, photos, device, settings, processes):
 def prepare_model(config, num_classes, device, settings):
     """The model on `device` in the settings' memory format (the same weights on every rank)."""
     torch.manual_seed(config["seed"])
-    model = build_model(config["model"], num_classes).to(device)
+    model = build_model(config["model"], num_classes, config["dropout"]).to(device)
     return model.to(memory_format=torch.channels_last) if settings["channels_last"] else model
 
 
@@ -201,8 +187,9 @@ def wrap_for_training(model, device, settings, processes):
     return torch.compile(model) if settings["compile"] else model
 
 
-def fit(run, config, photos, device, settings, previous, processes, progress, log):
+def fit(run, config, photos, device, settings, previous, processes, progress, log, started=None):
     """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always)."""
+    started = started or time.perf_counter()
     model = prepare_model(config, len(photos.classes), device, settings)
     log(f"model {config['model']}: {count_parameters(model):,} parameters; recipe {config['recipe']}; "
         f"pipeline {config['pipeline']}")
@@ -212,32 +199,39 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, len(train_loader))
     scaler = grad_scaler(device, settings)
+    ema = WeightAverage(model, config["ema_decay"]) if config["ema_decay"] > 0 else None
+    training = Training(model, optimizer, scheduler, scaler, ema)
     history, best_acc, best_epoch, start = [], -1.0, 0, 1
     if previous:
-        history, best_acc, best_epoch, start = restore(previous, model, optimizer, scheduler, scaler)
+        history, best_acc, best_epoch, start = restore(previous, training)
         if start > config["epochs"]:
             log(f"{run} already finished {previous['epoch']} epochs: pass --epochs N to train longer")
             return history
         log(f"resuming at epoch {start}/{config['epochs']} (best val_acc {best_acc:.4f} at epoch {best_epoch})")
     step_model, meta = wrap_for_training(model, device, settings, processes), checkpoint_meta(config, photos.classes)
+    eval_model = for_inference(ema.model if ema else model, meta)
+    elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
     for epoch in range(start, config["epochs"] + 1):
         train_loader.set_epoch(epoch)
-        torch.manual_seed(epoch_seed(config["seed"], epoch, 500 + processes.rank))  # dropout, pil augmentation
-        started, lr, desc = time.perf_counter(), optimizer.param_groups[0]["lr"], f"epoch {epoch}/{config['epochs']}"
+        torch.manual_seed(epoch_seed(config["seed"], epoch, 500 + processes.rank))  # dropout, augmentation
+        epoch_start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+        desc = f"epoch {epoch}/{config['epochs']}"
         stats = train_one_epoch(step_model, train_loader, criterion, optimizer, scheduler, device, desc, progress,
-                                settings, scaler)
+                                settings, scaler, ema)
         loss_sum, images = distributed.sum_over_ranks([stats["loss_sum"], stats["images"]], processes, device)
-        result = evaluate(model, val_loader, device, "val", progress, settings, processes)
+        result = evaluate(eval_model, val_loader, device, "val", progress, settings, processes)
         row = {"epoch": epoch, "train_loss": loss_sum / max(images, 1), "val_loss": result.loss,
-               "val_acc": result.accuracy, "lr": lr, "epoch_seconds": time.perf_counter() - started,
-               "train_images_per_s": images / max(stats["seconds"], 1e-9)}
+               "val_acc": result.accuracy, "lr": lr, "image_size": getattr(train_loader, "size", config["image_size"]),
+               "epoch_seconds": time.perf_counter() - epoch_start,
+               "train_images_per_s": images / max(stats["seconds"], 1e-9),
+               "elapsed_s": elapsed_before + time.perf_counter() - started}
         history.append(row)
         improved = result.accuracy > best_acc
         if improved:
             best_acc, best_epoch = result.accuracy, epoch
         if processes.is_main:
             try:
-                save_epoch(run, config, meta, history, (model, optimizer, scheduler, scaler), best_acc, best_epoch)
+                save_epoch(run, config, meta, history, training, best_acc, best_epoch)
             except OSError as err:
                 kept = f"{run / 'last.pt'} holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
                 raise StorageError(f"cannot save epoch {epoch}: {describe_os_error(err)}; {kept}") from None
@@ -246,31 +240,45 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
     return history
 
 
-def restore(previous, model, optimizer, scheduler, scaler):
+@dataclass
+class Training:
+    """What changes at every step and what --resume restores."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object
+    ema: WeightAverage = None
+
+
+def restore(previous, training):
     """Load last.pt's state; returns (history, best_acc, best_epoch, first epoch to run)."""
     try:
-        model.load_state_dict(previous["model"])
-        optimizer.load_state_dict(previous["optimizer"])
-        scheduler.load_state_dict(previous["scheduler"])
-    except (RuntimeError, KeyError, ValueError) as err:
+        training.model.load_state_dict(previous["model"])
+        training.optimizer.load_state_dict(previous["optimizer"])
+        training.scheduler.load_state_dict(previous["scheduler"])
+        if training.ema is not None:
+            training.ema.load_state_dict(previous["ema"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
         raise UserError(f"last.pt does not fit this run's model and settings ({one_line(err)[:160]})") from None
-    if previous.get("scaler") and scaler.is_enabled():
-        scaler.load_state_dict(previous["scaler"])
+    if previous.get("scaler") and training.scaler.is_enabled():
+        training.scaler.load_state_dict(previous["scaler"])
     restore_rng_state(previous["rng"])
     return previous["history"], previous["best_acc"], previous["best_epoch"], previous["epoch"] + 1
 
 
 def save_epoch(run, config, meta, history, training, best_acc, best_epoch):
-    """best.pt when this epoch is the best so far, then last.pt, metrics.csv and curves.png."""
-    model, optimizer, scheduler, scaler = training
-    row = history[-1]
-    weights = {"meta": meta, "model": model.state_dict(), "epoch": row["epoch"], "val_acc": row["val_acc"],
-               "config": config}
+    """best.pt when this epoch is the best so far, then last.pt, metrics.csv and curves.png.
+
+    best.pt's weights are the ones val scored: the averaged ones when the recipe keeps an average.
+    """
+    t, row = training, history[-1]
+    weights = {"meta": meta, "epoch": row["epoch"], "val_acc": row["val_acc"], "config": config}
     if best_epoch == row["epoch"]:
-        save_checkpoint(run / "best.pt", weights)
-    save_checkpoint(run / "last.pt", {**weights, "optimizer": optimizer.state_dict(),
-                                      "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                                      "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        save_checkpoint(run / "best.pt", {**weights, "model": (t.ema.model if t.ema else t.model).state_dict()})
+    save_checkpoint(run / "last.pt", {**weights, "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+                                      "scheduler": t.scheduler.state_dict(), "rng": rng_state(),
+                                      "scaler": t.scaler.state_dict() if t.scaler.is_enabled() else None,
+                                      "ema": t.ema.state_dict() if t.ema else None,
                                       "history": history, "best_acc": best_acc, "best_epoch": best_epoch})
     runs.write_metrics(run, history)
     plot_curves(history, run / "curves.png", title=f"{run.name}: {config['model']}, recipe {config['recipe']}")
