@@ -143,12 +143,13 @@ def test_alexnet_half_keeps_the_tutorial_layout_and_the_bn_variant_trains():
 
 
 LEVERS = ["--recipe", "best", "--image-size", "80", "--min-image-size", "64", "--resize-ramp", "0", "0.6",
-          "--eval-image-size", "96", "--warmup-epochs", "1", "--device", "cpu", "--color-jitter", "0.2"]
+          "--eval-image-size", "96", "--warmup-epochs", "1", "--device", "cpu", "--color-jitter", "0.2",
+          "--random-erasing", "0.25", "--mixup-alpha", "0.2", "--cutmix-alpha", "1.0", "--tta-flip", "on"]
 
 
 @pytest.fixture(scope="module")
 def lever_run(few_photos, tmp_path_factory):
-    """Every lever on (recipe best at small sizes), 3 epochs straight."""
+    """Every lever on (recipe best at small sizes, plus erasing, MixUp/CutMix, jitter), 3 epochs straight."""
     run = tmp_path_factory.mktemp("levers") / "straight"
     assert cli("train", "--data", few_photos, "--out", run, "--epochs", "3", *LEVERS) == 0
     return run

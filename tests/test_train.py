@@ -21,7 +21,8 @@ def metrics(run, drop_timings=True):
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     if drop_timings:
-        rows = [{k: v for k, v in row.items() if k not in ("epoch_seconds", "train_images_per_s")} for row in rows]
+        timings = ("epoch_seconds", "train_images_per_s", "elapsed_s")
+        rows = [{k: v for k, v in row.items() if k not in timings} for row in rows]
     return rows
 
 
@@ -44,7 +45,7 @@ def test_run_folder_holds_everything(trained_run):
 def test_checkpoints_carry_what_is_needed_to_use_them(trained_run):
     best = torch.load(trained_run / "best.pt", map_location="cpu", weights_only=True)
     assert best["meta"] == {"classes": CLASSES, "model": "alexnet_half", "image_size": int(SMALL_SIZE),
-                            "eval_resize": "squash", "mean": [0.5] * 3, "std": [0.5] * 3}
+                            "eval_resize": "squash", "mean": [0.5] * 3, "std": [0.5] * 3, "tta_flip": False}
     best_epoch = max(metrics(trained_run), key=lambda r: float(r["val_acc"]))["epoch"]
     assert best["epoch"] == int(best_epoch)
     model = model_from_checkpoint(best)
