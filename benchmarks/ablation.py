@@ -78,7 +78,13 @@ def launch(variant, seed, args, runs):
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(args.threads)}
     log = open(runs / f"{name}-s{seed}.log", "w")
     return {"variant": name, "seed": seed, "out": out, "log": log, "started": time.time(),
-            "process": subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)}
+            "process": subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=_take_sigint)}
+
+
+def _take_sigint():
+    """A shell's background job starts with SIGINT ignored; the runs must stop (cleanly) at --deadline."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_all(variants, args):
