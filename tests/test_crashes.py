@@ -92,8 +92,10 @@ def test_sigkill_at_random_moments_then_resume_ends_like_an_uninterrupted_run(fe
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(few_photos, tmp_path):
     run = tmp_path / "run"
+    # A suite started as a shell's background job inherits SIGINT ignored: give the child Ctrl-C back.
     child = subprocess.Popen(train_command(few_photos, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=child_env())
+                             text=True, env=child_env(),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in child.stdout:
         if line.startswith("epoch "):
             child.send_signal(signal.SIGINT)
