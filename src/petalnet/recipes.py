@@ -59,7 +59,7 @@ FAST = {
     "ema_decay": 0.999,
 }
 
-# No time limit, meant for a GPU (~6 minutes on one H200, over an hour on a 2-core CPU): fast's levers,
+# No time limit, meant for a GPU (estimated ~6 minutes on one H200, over an hour on a 2-core CPU): fast's levers,
 # longer, at full resolution, with test-time flips. Not yet measured to the end (see the README).
 BEST = {
     **FAST,
