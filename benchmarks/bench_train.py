@@ -49,7 +49,8 @@ def sync(device):
 
 def timed_steps(model, batches, device, settings, steps, warmup):
     """Images per second over `steps` training steps after `warmup` (batches: an iterator)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=SEED["lr"])
+    fused = bool(settings and settings["fused_optimizer"]) or None  # the tutorial's path (no settings): plain Adam
+    optimizer = torch.optim.Adam(model.parameters(), lr=SEED["lr"], fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     criterion, scaler = nn.CrossEntropyLoss(), grad_scaler(device, settings) if settings else None
     train_one_epoch(model, itertools.islice(batches, warmup), criterion, optimizer, scheduler, device,

@@ -85,7 +85,8 @@ def test_default_run_records_its_device_settings_and_why(trained_run):
     settings = config["device_settings"]
     assert config["pipeline"] == "cache" and config["cache_size"] == round(int(SMALL_SIZE) * 8 / 7)
     assert settings["channels_last"] is True and settings["amp"] in ("off", "bf16")
-    assert set(settings["why"]) >= {"amp", "channels_last", "workers", "eval_batch_size", "compile"}
+    assert settings["fused_optimizer"] is True  # torch has fused optimizer kernels for CPUs
+    assert set(settings["why"]) >= {"amp", "channels_last", "workers", "eval_batch_size", "compile", "fused_optimizer"}
 
 
 def test_evaluate_agrees_with_the_runs_own_val_accuracy(trained_run, capsys):
@@ -103,6 +104,7 @@ def test_evaluate_agrees_with_the_runs_own_val_accuracy(trained_run, capsys):
     (["--amp", "fp8"], "unknown --amp 'fp8'"),
     (["--amp", "fp16"], "--amp fp16 needs a CUDA GPU"),
     (["--channels-last", "maybe"], "unknown --channels-last 'maybe'"),
+    (["--fused-optimizer", "yes"], "unknown --fused-optimizer 'yes'"),
     (["--eval-batch-size", "0"], "--eval-batch-size must be at least 1"),
 ])
 def test_bad_pipeline_flags_exit_2_and_write_nothing(few_photos, tmp_path, capsys, flags, message):

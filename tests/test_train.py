@@ -176,3 +176,30 @@ def test_console_script_and_module_entry_points():
     script = Path(sys.executable).parent / "petalnet"
     result = subprocess.run([script, "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--resume" in result.stdout
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_fused_optimizer_steps_like_the_plain_one(optimizer):
+    from petalnet.models import build_model
+    from petalnet.recipes import FAST
+    from petalnet.train import build_optimizer
+
+    config = {**FAST, "optimizer": optimizer, "lr": 0.01, "weight_decay": 0.05}
+    models = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = build_model("alexnet_half", 5, 0.0)
+        start = [p.detach().clone() for p in model.parameters()]
+        opt = build_optimizer(model, config, fused=fused)
+        assert opt.defaults["fused"] is (True if fused else None)
+        torch.manual_seed(1)
+        for _ in range(3):
+            loss = model(torch.randn(4, 3, 64, 64)).logsumexp(dim=1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        models.append(model)
+    plain, fused = (list(m.parameters()) for m in models)
+    assert all((p - s).abs().max() > 1e-4 for p, s in zip(plain, start))  # every tensor was updated
+    for p, q, s in zip(plain, fused, start):  # the same update, up to float rounding
+        assert (p - q).norm() < 1e-4 * (p - s).norm()

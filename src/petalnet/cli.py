@@ -61,7 +61,7 @@ def cmd_train(args):
 
     overrides = {key: getattr(args, key) for key in TRAIN_OVERRIDES}
     tuning = {key: getattr(args, key) for key in ("workers", "amp", "channels_last", "compile", "eval_batch_size",
-                                                   "cache_dir")}
+                                                   "cache_dir", "fused_optimizer")}
     try:
         train(data=args.data, out=args.out, recipe=args.recipe, overrides=overrides, device=args.device,
               resume=args.resume, overwrite=args.overwrite, **tuning)
@@ -189,6 +189,8 @@ def add_device_flags(train):
     train.add_argument("--amp", default="auto", help="auto, off, bf16 or fp16 (default auto: bf16/fp16 on CUDA, "
                                                      "bf16 on CPUs with native bf16)")
     train.add_argument("--channels-last", default="auto", help="auto, on or off (default auto: on for CPU and CUDA)")
+    train.add_argument("--fused-optimizer", default="auto",
+                       help="auto, on or off (default auto: one fused kernel per step where torch has one)")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     train.add_argument("--eval-batch-size", type=int, help="val batch size (default: 64 CPU, 512 CUDA)")
     train.add_argument("--cache-dir", help="keep the decoded photos in a file here, for the next run to load")

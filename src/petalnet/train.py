@@ -82,13 +82,15 @@ def _load_split_layout(root, progress):
                      val_labels=val_labels, layout="train/val", left_out=left_out)
 
 
-def build_optimizer(model, config):
+def build_optimizer(model, config, fused=False):
+    """The recipe's optimizer; `fused` (tuning.py) updates every parameter in one kernel, same arithmetic."""
     params, lr, wd = model.parameters(), config["lr"], config["weight_decay"]
+    fused = fused or None  # None, not False: torch then picks its foreach implementation
     if config["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], weight_decay=wd, nesterov=True)
+        return torch.optim.SGD(params, lr=lr, momentum=config["momentum"], weight_decay=wd, nesterov=True, fused=fused)
     if config["optimizer"] == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=fused)
 
 
 def checkpoint_meta(config, classes):
@@ -102,7 +104,7 @@ def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto"
     """Train a model into the run folder `out`; returns the list of per-epoch metric rows.
 
     `tuning` holds tuning.device_settings' options (workers, amp, channels_last, compile, eval_batch_size,
-    cache_dir). Under torchrun every process calls this; rank 0 alone writes and prints.
+    cache_dir, fused_optimizer). Under torchrun every process calls this; rank 0 alone writes and prints.
     """
     processes, device = distributed.start(pick_device(device))
     try:
@@ -196,7 +198,7 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
     train_loader, val_loader = make_loaders(config, photos, device, settings, processes.rank, processes.world,
                                             progress, log)
     criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config, settings.get("fused_optimizer", False))
     scheduler = build_scheduler(optimizer, config, len(train_loader))
     scaler = grad_scaler(device, settings)
     ema = WeightAverage(model, config["ema_decay"]) if config["ema_decay"] > 0 else None
