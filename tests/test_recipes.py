@@ -20,8 +20,8 @@ from petalnet.ema import WeightAverage
 from petalnet.errors import UserError
 from petalnet.models import AlexNetHalf, FlipAveraged, build_model
 from petalnet.policies import batch_mixer, erase_boxes, photo_policy
-from petalnet.recipes import RECIPES, SEED
-from petalnet.schedules import lr_factor, train_image_size
+from petalnet.recipes import FAST, RECIPES, SEED
+from petalnet.schedules import eval_image_size, lr_factor, train_image_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +73,14 @@ def test_progressive_resizing_grows_from_min_to_final_in_steps_of_16():
     assert sizes == sorted(sizes) and all(size % 16 == 0 for size in sizes)
     assert len(set(sizes)) >= 4
     assert [train_image_size(e, {**config, "min_image_size": None}) for e in (1, 20)] == [176, 176]
+
+
+def test_progressive_eval_validates_each_epoch_at_its_training_size_times_the_final_ratio():
+    sizes = {train_image_size(e, FAST): eval_image_size(FAST, e) for e in range(1, FAST["epochs"] + 1)}
+    assert sizes == {112: 128, 128: 144, 144: 176, 160: 192, 176: 208}  # 208/176 = 1.18, in 16 px steps
+    assert eval_image_size(FAST) == 208  # the final size, which predict uses by default
+    assert {eval_image_size({**FAST, "progressive_eval": False}, e) for e in (1, 30, 90)} == {208}
+    assert {eval_image_size(SEED, e) for e in (1, 10)} == {224}
 
 
 def test_photo_policy_gives_each_photo_its_own_draw():
@@ -163,10 +171,13 @@ def metrics(run, skip=("epoch_seconds", "train_images_per_s", "elapsed_s")):
 def test_lever_run_records_sizes_and_the_eval_transform(lever_run):
     rows = metrics(lever_run, skip=())
     assert [int(r["image_size"]) for r in rows] == [64, 64, 80]
+    assert [int(r["eval_image_size"]) for r in rows] == [80, 80, 96]  # progressive_eval: 64 * 96 / 80 -> 80
     assert all(float(r["elapsed_s"]) > 0 for r in rows)
     assert [float(r["elapsed_s"]) for r in rows] == sorted(float(r["elapsed_s"]) for r in rows)
-    meta = load_checkpoint(lever_run / "best.pt")["meta"]
-    assert meta["image_size"] == 96 and meta["tta_flip"] is True
+    best = load_checkpoint(lever_run / "best.pt")
+    assert best["meta"]["image_size"] == int(rows[best["epoch"] - 1]["eval_image_size"])  # the size val used
+    assert best["meta"]["tta_flip"] is True
+    assert load_checkpoint(lever_run / "last.pt")["meta"]["image_size"] == 96
     config = json.loads((lever_run / "config.json").read_text())
     assert config["mixup_alpha"] == 0.2 and config["resize_ramp"] == [0.0, 0.6] and config["color_jitter"] == 0.2
     last = load_checkpoint(lever_run / "last.pt")
@@ -180,8 +191,9 @@ def test_evaluate_matches_train_val_with_averaged_weights_and_flips(lever_run, c
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(best, abs=1e-6)
 
 
-def test_resumed_lever_run_equals_the_straight_one(lever_run, few_photos, tmp_path, monkeypatch):
-    """Stopped (Ctrl-C) after epoch 2 of 3, then resumed: the same metrics and weights as straight through."""
+def test_resumed_lever_run_equals_the_straight_one(lever_run, few_photos, tmp_path, monkeypatch, capsys):
+    """Stopped (Ctrl-C) after epoch 2 of 3, then resumed: the same metrics and weights as straight through.
+    Meanwhile best.pt is from an epoch validated at 80 px (progressive_eval): evaluate agrees with it."""
     import petalnet.train
 
     save_epoch = petalnet.train.save_epoch
@@ -194,6 +206,11 @@ def test_resumed_lever_run_equals_the_straight_one(lever_run, few_photos, tmp_pa
     run = tmp_path / "resumed"
     monkeypatch.setattr(petalnet.train, "save_epoch", save_then_stop)
     assert cli("train", "--data", few_photos, "--out", run, "--epochs", "3", *LEVERS) == 130
+    assert load_checkpoint(run / "best.pt")["meta"]["image_size"] == 80
+    capsys.readouterr()
+    assert cli("evaluate", run, "--json", "--device", "cpu", "--out", tmp_path / "eval") == 0
+    best_so_far = max(float(r["val_acc"]) for r in metrics(run))
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(best_so_far, abs=1e-6)
     monkeypatch.setattr(petalnet.train, "save_epoch", save_epoch)
     assert cli("train", "--out", run, "--resume") == 0
     assert metrics(run) == metrics(lever_run)

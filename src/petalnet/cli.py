@@ -137,6 +137,7 @@ TRAIN_FLAGS = [
     ("--min-image-size", int, "progressive resizing: the first epochs' training size"),
     ("--resize-ramp", float, "progressive resizing: START END fractions of the epochs to grow over", 2),
     ("--eval-image-size", int, "evaluation and prediction size (default: the image size)"),
+    ("--progressive-eval", on_off, "while the training size grows, validate at a size that grows with it: on or off"),
     ("--eval-resize", str, "squash (the tutorial's) or center_crop"),
     ("--ema-decay", float, "moving average of the weights per step, e.g. 0.999 (0: off)"),
     ("--tta-flip", on_off, "evaluate and predict on each photo and its mirror: on or off"),

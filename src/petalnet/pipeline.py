@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from petalnet.augment import resized_crops, sample_crop_boxes, sample_flips
-from petalnet.cache import decoded_photos
+from petalnet.cache import decode_eval_photos, decoded_photos
 from petalnet.decode import normalize_batch
 from petalnet.policies import batch_mixer, erase_boxes, photo_policy
 from petalnet.schedules import eval_image_size, train_image_size
@@ -90,13 +90,24 @@ class CachedTrainBatches:
 
 
 class TensorEvalBatches:
-    """Already-resized uint8 val photos, normalized a batch at a time on `device` (this rank's share)."""
+    """Already-resized uint8 val photos, normalized a batch at a time on `device` (this rank's share).
 
-    def __init__(self, images, labels, config, device, settings, rank=0, world=1):
+    set_epoch(epoch) switches to that epoch's val size (schedules.eval_image_size), decoding the photos
+    again at a new size with `decode_at(size)`, exactly as `petalnet evaluate` would at that size.
+    """
+
+    def __init__(self, images, labels, config, device, settings, rank=0, world=1, decode_at=None):
         self.positions = torch.as_tensor(shard(len(labels), rank, world, pad=False), dtype=torch.long)
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.size = images, labels, eval_image_size(config)
         self.config, self.device, self.settings = config, torch.device(device), settings
         self.batch_size = settings["eval_batch_size"]
+        self.final, self.decode_at = images, decode_at
+
+    def set_epoch(self, epoch):
+        size = eval_image_size(self.config, epoch) if self.decode_at else self.size
+        if size != self.size:
+            self.images = self.final if size == eval_image_size(self.config) else self.decode_at(size)
+            self.size = size
 
     def __len__(self):
         return -(-len(self.positions) // self.batch_size)
@@ -149,5 +160,9 @@ def make_loaders(config, photos, device, settings, rank=0, world=1, progress=Tru
     val_meta = {"image_size": eval_image_size(config), "eval_resize": config["eval_resize"]}
     train, (val_images, val_labels) = decoded_photos(
         data, config["cache_size"], val_meta, settings["workers"], settings.get("cache_dir"), progress, log)
+
+    def decode_at(size):  # the val photos at another size (progressive_eval), not kept in the cache file
+        return decode_eval_photos(*data["val"], {**val_meta, "image_size": size}, settings["workers"], progress)[0]
+
     return (CachedTrainBatches(train, config, device, settings, rank, world, len(photos.classes)),
-            TensorEvalBatches(val_images, val_labels, config, device, settings, rank, world))
+            TensorEvalBatches(val_images, val_labels, config, device, settings, rank, world, decode_at))

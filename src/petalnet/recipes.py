@@ -36,6 +36,7 @@ SEED = {
     "min_image_size": None,  # progressive resizing: train at this size first, reaching image_size ...
     "resize_ramp": [0.0, 0.0],  # ... linearly between these fractions of the epochs (multiples of 16 px)
     "eval_image_size": None,  # evaluate (and predict) at this size; None: image_size
+    "progressive_eval": False,  # while the training size grows, validate at it x eval_image_size / image_size
     "ema_decay": 0.0,  # exponential moving average of the weights (per step); val and best.pt use it
     "tta_flip": False,  # evaluate and predict on each photo and its mirror image, logits averaged
 }
@@ -56,6 +57,7 @@ FAST = {
     "crop_scale": [0.25, 1.0],
     "auto_augment": "trivial",
     "eval_image_size": 208,
+    "progressive_eval": True,  # 128 px val while training at 112, ..., 208 once training reaches 176
     "ema_decay": 0.999,
 }
 

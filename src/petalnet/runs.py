@@ -17,8 +17,8 @@ from pathlib import Path
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.fileio import write_json, write_text
 
-METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "image_size", "epoch_seconds",
-                  "train_images_per_s", "elapsed_s"]
+METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "image_size", "eval_image_size",
+                  "epoch_seconds", "train_images_per_s", "elapsed_s"]
 RUN_FILES = ["best.pt", "last.pt", "class_indices.json", "config.json", "metrics.csv", "curves.png",
              "split.json"]
 

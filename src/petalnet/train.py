@@ -215,6 +215,7 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
     elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
     for epoch in range(start, config["epochs"] + 1):
         train_loader.set_epoch(epoch)
+        val_loader.set_epoch(epoch)
         torch.manual_seed(epoch_seed(config["seed"], epoch, 500 + processes.rank))  # dropout, augmentation
         epoch_start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch}/{config['epochs']}"
@@ -223,7 +224,7 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
         loss_sum, images = distributed.sum_over_ranks([stats["loss_sum"], stats["images"]], processes, device)
         result = evaluate(eval_model, val_loader, device, "val", progress, settings, processes)
         row = {"epoch": epoch, "train_loss": loss_sum / max(images, 1), "val_loss": result.loss,
-               "val_acc": result.accuracy, "lr": lr, "image_size": getattr(train_loader, "size", config["image_size"]),
+               "val_acc": result.accuracy, "lr": lr, **loader_sizes(train_loader, val_loader, config),
                "epoch_seconds": time.perf_counter() - epoch_start,
                "train_images_per_s": images / max(stats["seconds"], 1e-9),
                "elapsed_s": elapsed_before + time.perf_counter() - started}
@@ -233,13 +234,20 @@ def fit(run, config, photos, device, settings, previous, processes, progress, lo
             best_acc, best_epoch = result.accuracy, epoch
         if processes.is_main:
             try:
-                save_epoch(run, config, meta, history, training, best_acc, best_epoch)
+                save_epoch(run, config, {**meta, "image_size": row["eval_image_size"]}, history, training, best_acc,
+                           best_epoch)
             except OSError as err:
                 kept = f"{run / 'last.pt'} holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
                 raise StorageError(f"cannot save epoch {epoch}: {describe_os_error(err)}; {kept}") from None
         log(format_epoch(row, config["epochs"], improved))
     log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
     return history
+
+
+def loader_sizes(train_loader, val_loader, config):
+    """This epoch's training and val image sizes (they change with progressive resizing)."""
+    return {"image_size": getattr(train_loader, "size", config["image_size"]),
+            "eval_image_size": getattr(val_loader, "size", eval_image_size(config))}
 
 
 @dataclass
