@@ -41,23 +41,23 @@ SEED = {
     "tta_flip": False,  # evaluate and predict on each photo and its mirror image, logits averaged
 }
 
-# ~25 minutes on a 2-core laptop-class CPU (the README's time-to-accuracy table), alexnet_half.
+# Under 30 minutes on a 2-core laptop-class CPU (the README's time-to-accuracy table), alexnet_half.
 FAST = {
     **SEED,
     "epochs": 90,
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "weight_decay": 0.05,
+    "optimizer": "sgd",  # nesterov; beat AdamW (lr 1e-3, wd 0.05) by 3 points in the ablation, 2-3 at full length
+    "lr": 0.02,
+    "weight_decay": 5e-4,
     "scheduler": "cosine",
     "warmup_epochs": 3,
     "label_smoothing": 0.1,
-    "image_size": 176,
-    "min_image_size": 112,  # progressive resizing: 112 px for the first 10% of the epochs, 176 px by 75%
+    "image_size": 208,
+    "min_image_size": 128,  # progressive resizing: 128 px for the first 10% of the epochs, 208 px by 75%
     "resize_ramp": [0.1, 0.75],
     "crop_scale": [0.25, 1.0],
     "auto_augment": "trivial",
-    "eval_image_size": 208,
-    "progressive_eval": True,  # 128 px val while training at 112, ..., 208 once training reaches 176
+    "eval_image_size": 240,
+    "progressive_eval": True,  # 144 px val while training at 128, ..., 240 once training reaches 208
     "ema_decay": 0.999,
 }
 
@@ -79,7 +79,7 @@ PIPELINE_DEFAULTS = {
     "pipeline": "cache",  # decode once, augment whole batches on the device; "pil": the tutorial's path
     "cache_size": None,  # short side of the decoded photos kept for cropping; None: image_size * 8/7 (256)
 }
-DEFAULT_RECIPE = "seed"
+DEFAULT_RECIPE = "fast"  # it reaches seed's best accuracy sooner and ends 17 points higher (README)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 AUTO_AUGMENTS = ("none", "trivial", "randaugment")
