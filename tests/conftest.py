@@ -55,7 +55,7 @@ def few_photos(flowers, tmp_path_factory):
 def trained_run(few_photos, tmp_path_factory):
     """One run trained through the CLI: recipe seed, 64 px, 2 epochs, on `few_photos`."""
     run = tmp_path_factory.mktemp("runs") / "small"
-    code = main(["train", "--data", str(few_photos), "--out", str(run), "--epochs", "2",
+    code = main(["train", "--recipe", "seed", "--data", str(few_photos), "--out", str(run), "--epochs", "2",
                  "--image-size", SMALL_SIZE, "--device", "cpu"])
     assert code == 0
     return run

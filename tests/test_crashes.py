@@ -22,7 +22,8 @@ def train_command(data, run, resume=False):
     args = [sys.executable, "-m", "petalnet", "train", "--out", str(run), "--epochs", EPOCHS]
     if resume:
         return args + ["--resume"]
-    return args + ["--data", str(data), "--image-size", SMALL_SIZE, "--device", "cpu", "--batch-size", "16"]
+    return args + ["--data", str(data), "--recipe", "seed", "--image-size", SMALL_SIZE, "--device", "cpu",
+                   "--batch-size", "16"]
 
 
 def child_env():

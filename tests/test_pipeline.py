@@ -73,8 +73,8 @@ def test_shards_cover_every_photo_and_are_equal_when_training():
 
 def test_pil_pipeline_trains_and_is_recorded(few_photos, tmp_path):
     run = tmp_path / "pil"
-    assert cli("train", "--data", few_photos, "--out", run, "--epochs", "1", "--image-size", SMALL_SIZE,
-               "--device", "cpu", "--pipeline", "pil", "--amp", "off", "--channels-last", "off") == 0
+    assert cli("train", "--recipe", "seed", "--data", few_photos, "--out", run, "--epochs", "1", "--image-size",
+               SMALL_SIZE, "--device", "cpu", "--pipeline", "pil", "--amp", "off", "--channels-last", "off") == 0
     config = json.loads((run / "config.json").read_text())
     assert config["pipeline"] == "pil"
     assert config["device_settings"]["amp"] == "off" and config["device_settings"]["why"]["amp"] == "--amp"

@@ -39,6 +39,21 @@ def test_flags_override_recipe_values():
     assert config["mean"] == [0.1] * 3 and config["auto_augment"] == "trivial"
 
 
+def test_sizes_and_warmup_follow_the_values_they_depend_on_unless_given():
+    assert resolve_config(None)["recipe"] == "fast"  # the default
+    small = resolve_config(None, {"image_size": 112, "epochs": 2})
+    assert (small["min_image_size"], small["eval_image_size"], small["warmup_epochs"]) == (64, 128, 1)
+    assert small["cache_size"] == 128  # 112 * 8/7
+    tiny = resolve_config("fast", {"image_size": 64})  # 128 * 64/208 -> 32 px is too small for alexnet_half
+    assert tiny["min_image_size"] == 64 and tiny["eval_image_size"] == 80
+    given = resolve_config("fast", {"image_size": 112, "min_image_size": 96, "eval_image_size": 112,
+                                    "epochs": 2, "warmup_epochs": 0})
+    assert (given["min_image_size"], given["eval_image_size"], given["warmup_epochs"]) == (96, 112, 0)
+    with pytest.raises(UserError, match="--warmup-epochs"):  # a warmup the user asked for is never cut
+        resolve_config("fast", {"epochs": 2, "warmup_epochs": 3})
+    assert resolve_config("seed", {"image_size": 96})["eval_image_size"] is None
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({"auto_augment": "autoaugment"}, "--auto-augment"),
     ({"resize_ramp": [0.8, 0.2]}, "--resize-ramp"),
@@ -77,9 +92,9 @@ def test_progressive_resizing_grows_from_min_to_final_in_steps_of_16():
 
 def test_progressive_eval_validates_each_epoch_at_its_training_size_times_the_final_ratio():
     sizes = {train_image_size(e, FAST): eval_image_size(FAST, e) for e in range(1, FAST["epochs"] + 1)}
-    assert sizes == {112: 128, 128: 144, 144: 176, 160: 192, 176: 208}  # 208/176 = 1.18, in 16 px steps
-    assert eval_image_size(FAST) == 208  # the final size, which predict uses by default
-    assert {eval_image_size({**FAST, "progressive_eval": False}, e) for e in (1, 30, 90)} == {208}
+    assert sizes == {128: 144, 144: 160, 160: 192, 176: 208, 192: 224, 208: 240}  # 240/208 = 1.15, 16 px steps
+    assert eval_image_size(FAST) == 240  # the final size, which predict uses by default
+    assert {eval_image_size({**FAST, "progressive_eval": False}, e) for e in (1, 30, 90)} == {240}
     assert {eval_image_size(SEED, e) for e in (1, 10)} == {224}
 
 

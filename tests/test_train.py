@@ -14,7 +14,7 @@ from imagegen import truncated_jpeg
 from petalnet.checkpoint import load_checkpoint, model_from_checkpoint
 from petalnet.runs import METRIC_COLUMNS
 
-SMALL = ["--image-size", SMALL_SIZE, "--device", "cpu"]
+SMALL = ["--recipe", "seed", "--image-size", SMALL_SIZE, "--device", "cpu"]
 
 
 def metrics(run, drop_timings=True):
@@ -164,10 +164,13 @@ def test_bad_data_paths_exit_2_in_a_child_process(tmp_path):
 
 
 def test_auto_device_is_said(trained_run, few_photos, tmp_path, capsys):
+    """Also the default recipe (fast) with only --image-size and --epochs changed: its other sizes follow."""
     assert cli("train", "--data", few_photos, "--out", tmp_path / "r", "--epochs", "1",
                "--image-size", SMALL_SIZE) == 0
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert f"device: {expected}" in capsys.readouterr().out
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["recipe"] == "fast" and config["eval_image_size"] == 80 and config["warmup_epochs"] == 0
 
 
 def test_console_script_and_module_entry_points():

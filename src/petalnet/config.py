@@ -14,15 +14,38 @@ def resolve_config(recipe=None, overrides=None):
     if recipe not in RECIPES:
         raise UserError(f"unknown recipe '{recipe}': choose from {', '.join(RECIPES)}")
     config = {"recipe": recipe, **RECIPES[recipe], **PIPELINE_DEFAULTS}
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            if key not in config:
-                raise UserError(f"unknown setting '{key}'")
-            config[key] = value
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for key, value in given.items():
+        if key not in config:
+            raise UserError(f"unknown setting '{key}'")
+        config[key] = value
+    follow_overrides(config, RECIPES[recipe], given)
     if config["cache_size"] is None:
         config["cache_size"] = round(config["image_size"] * 8 / 7)
     validate_config(config)
     return config
+
+
+def follow_overrides(config, recipe, given):
+    """Recipe values tied to a value the user changed follow it, unless given too: the progressive and
+    eval sizes keep their ratio to --image-size (16 px steps), a warmup is cut to fit --epochs."""
+    if "image_size" in given:
+        for key in ("min_image_size", "eval_image_size"):
+            if key not in given and recipe[key]:
+                size = max(16, round(recipe[key] * config["image_size"] / recipe["image_size"] / 16) * 16)
+                config[key] = size if key == "eval_image_size" else _smallest_usable(config, size)
+    if "warmup_epochs" not in given:
+        config["warmup_epochs"] = max(0, min(config["warmup_epochs"], config["epochs"] - 1))
+
+
+def _smallest_usable(config, size):
+    """`size`, or the next 16 px step the model accepts, at most the image size."""
+    if config["model"] not in MODELS or size >= config["image_size"]:
+        return min(size, config["image_size"])
+    model = build_model(config["model"], 2)
+    while size < config["image_size"] and smallest_input_error(model, size):
+        size += 16
+    return min(size, config["image_size"])
 
 
 def resumed_config(saved, overrides, log=print):
@@ -96,5 +119,6 @@ def lever_checks(config):
          f"--crop-scale must be two fractions 0 < min <= max <= 1, got {config['crop_scale']}"),
         (config["momentum"] >= 0, f"--momentum must be 0 or more, got {config['momentum']}"),
         (config["pipeline"] == "cache" or not pil_extras,
-         f"--pipeline pil has the tutorial's augmentation only; {', '.join(pil_extras)} need(s) --pipeline cache"),
+         f"--pipeline pil has the tutorial's augmentation only; {', '.join(pil_extras)} need(s) --pipeline cache "
+         f"(recipe {config.get('recipe', '?')}; --recipe seed uses none)"),
     ]
