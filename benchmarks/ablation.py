@@ -158,7 +158,8 @@ def main():
                         help="runs at a time (default 2, one thread each: per-photo augmentation is one thread)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
     parser.add_argument("--deadline", type=float, default=0, help="stop every run after this many seconds")
-    parser.add_argument("--only", nargs="+", help="variants to run (default: the whole plan)")
+    parser.add_argument("--only", type=lambda text: text.split(","),
+                        help="variants to run, comma-separated, e.g. --only=fast-short,-ema (default: the whole plan)")
     parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="after --: flags for every run")
     args = parser.parse_args()
     if not args.data:
