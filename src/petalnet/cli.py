@@ -186,7 +186,8 @@ def add_train_command(sub):
 
 def add_device_flags(train):
     """How to run fast on this device (tuning.py); the defaults are measured, see config.json."""
-    train.add_argument("--workers", type=int, help="decoding processes (default: measured for the device)")
+    train.add_argument("--workers", type=int, help="decoding threads (cache pipeline) or processes (pil) (default: "
+                       "measured for the device)")
     train.add_argument("--amp", default="auto", help="auto, off, bf16 or fp16 (default auto: bf16/fp16 on CUDA, "
                                                      "bf16 on CPUs with native bf16)")
     train.add_argument("--channels-last", default="auto", help="auto, on or off (default auto: on for CPU and CUDA)")
