@@ -1,5 +1,7 @@
 """A run's config: a recipe's values, overridden by flags, checked before anything is written."""
 
+import functools
+
 from petalnet.errors import UserError
 from petalnet.models import MODELS, build_model, smallest_input_error
 from petalnet.recipes import (AUTO_AUGMENTS, DEFAULT_RECIPE, EVAL_RESIZES, OPTIMIZERS, PIPELINE_DEFAULTS, PIPELINES,
@@ -42,10 +44,20 @@ def _smallest_usable(config, size):
     """`size`, or the next 16 px step the model accepts, at most the image size."""
     if config["model"] not in MODELS or size >= config["image_size"]:
         return min(size, config["image_size"])
-    model = build_model(config["model"], 2)
-    while size < config["image_size"] and smallest_input_error(model, size):
+    while size < config["image_size"] and _size_problem(config["model"], size):
         size += 16
     return min(size, config["image_size"])
+
+
+@functools.lru_cache(maxsize=64)
+def _size_problem(model_name, size):
+    """None if the model takes size x size photos, else why not (each model built once per process)."""
+    return smallest_input_error(_probe_model(model_name), size)
+
+
+@functools.lru_cache(maxsize=4)
+def _probe_model(model_name):
+    return build_model(model_name, 2)
 
 
 def resumed_config(saved, overrides, log=print):
@@ -89,7 +101,7 @@ def validate_config(config):
             raise UserError(message)
     sizes = {key: config[key] for key in ("image_size", "min_image_size", "eval_image_size") if config[key]}
     key = min(sizes, key=sizes.get)
-    problem = smallest_input_error(build_model(config["model"], 2), sizes[key])
+    problem = _size_problem(config["model"], sizes[key])
     if problem:
         raise UserError(f"--{key.replace('_', '-')} {sizes[key]} is too small for {config['model']}: {problem}")
 
