@@ -8,6 +8,7 @@ import torch
 from conftest import SMALL_SIZE, cli
 from imagegen import make_class_folders
 from petalnet.cache import decoded_photos
+from petalnet.errors import UserError
 from petalnet.pipeline import CachedTrainBatches, shard
 from petalnet.recipes import SEED
 
@@ -43,6 +44,19 @@ def test_a_broken_cache_file_is_rebuilt_not_trusted(tmp_path):
     train, _ = decoded_photos(data, 40, META, cache_dir=tmp_path / "cache", progress=False, log=logs.append)
     assert any("ignoring unreadable cache file" in line for line in logs)
     assert len(train) == 4 and cache_file.stat().st_size > 1000
+
+
+def test_decoding_threads_give_the_same_photos_in_order_and_stop_at_a_broken_one(tmp_path):
+    make_class_folders(tmp_path / "photos", {"a": 9, "b": 9})
+    data = photo_lists(tmp_path / "photos")
+    alone = decoded_photos(data, 40, META, workers=0, progress=False)
+    threads = decoded_photos(data, 40, META, workers=3, progress=False)
+    assert torch.equal(alone[0].canvas, threads[0].canvas) and torch.equal(alone[0].sizes, threads[0].sizes)
+    assert torch.equal(alone[1][0], threads[1][0])
+    broken = data["train"][0][5]
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated after the check, before training decodes it
+    with pytest.raises(UserError, match=f"cannot decode {broken}"):
+        decoded_photos(data, 40, META, workers=3, progress=False)
 
 
 def test_epochs_are_reproducible_permutations(tmp_path):
