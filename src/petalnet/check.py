@@ -10,12 +10,12 @@ photo on 2 cores (3303 in 1.9 s; 3.6 s on one).
 
 import hashlib
 import io
-import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from petalnet.cores import cpu_count
 from petalnet.folders import find_classes, is_split_layout, require_folder, scan_class_folder
 from petalnet.images import UnreadableImage, open_rgb
 from petalnet.progress import progress_bar
@@ -42,7 +42,7 @@ def scan_photos(root, classes=None, progress=True, desc="checking photos", threa
     Pillow's decoder and hashlib let go of the GIL, so threads share the work without extra processes.
     """
     folder = scan_class_folder(root, classes)
-    threads = threads or min(8, os.cpu_count() or 1)
+    threads = threads or min(8, cpu_count())
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(progress_bar(pool.map(check_photo, folder.files), progress, total=len(folder.files),
                                     desc=desc, unit="img", leave=False))

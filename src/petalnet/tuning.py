@@ -13,7 +13,7 @@ with its reason into the run's config.json under "device_settings":
                      6 ms; at 112 px that was half of each training step)
     compile          off unless --compile (42 s of compiling on the 2-core CPU, gained nothing there)
     workers          cache pipeline: threads that decode the photos once (all cores, up to 8; threads, not
-                     processes: 2972 photos in 2.3 vs 4.1 s on 2 cores);
+                     processes: 2972 photos in 3.4 vs 4.2 s on 2 cores);
                      pil pipeline: 0 on CPU (the model is the limit; 66 vs 54-59 img/s with 1-2), else 8
     pin_memory       CUDA with the pil pipeline (the cache pipeline keeps its photos on the GPU)
     eval_batch_size  CPU 64 (larger batches were no faster), MPS 128, CUDA 512
@@ -30,15 +30,12 @@ from pathlib import Path
 
 import torch
 
+from petalnet.cores import cpu_count
 from petalnet.errors import UserError
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 SWITCH_CHOICES = ("auto", "on", "off")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def cpu_count():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_has_fast_bf16():
