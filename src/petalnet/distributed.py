@@ -22,6 +22,7 @@ class Processes:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # start() made the process group, so stop() destroys it
 
     @property
     def is_main(self):
@@ -45,13 +46,28 @@ def start(device):
         torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise UserError(f"torchrun runs on CUDA GPUs or CPUs, not {device.type}")
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        _import_before_the_group_exists()
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Processes(rank, world, local_rank), device
+    return Processes(rank, world, local_rank, owns_group), device
+
+
+def _import_before_the_group_exists():
+    """Import torch.distributed.nn now, while no process group exists.
+
+    Its functions take `group=group.WORLD` as a default argument, evaluated when the module is first
+    imported. DDP imports it (through torch._dynamo) after the group exists, and then ten default
+    arguments hold the group for good: destroy_process_group() cannot free it, gloo's threads outlive it,
+    and one that finishes a collective while Python shuts down dies taking the GIL ("terminate called
+    without an active exception", SIGABRT; README, torchrun). Imported first, the defaults are None.
+    """
+    import torch.distributed.nn  # noqa: F401
 
 
 def stop(processes):
-    if processes.active and dist.is_initialized():
+    """Destroy the process group that start() made: its threads end here, before Python shuts down."""
+    if processes.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
