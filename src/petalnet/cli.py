@@ -10,11 +10,13 @@
     petalnet serve MODEL [--host 127.0.0.1] [--port 8000] [--workers 1]
 
 Errors a user can cause print one line on stderr and exit 2 (3 when a file cannot be written: disk full,
-read-only folder); Ctrl-C exits 130. The README lists every exit code.
+read-only folder; 4 when another process of a torchrun run died); Ctrl-C exits 130. The README lists
+every exit code.
 """
 
 import argparse
 import json
+import os
 import sys
 
 import petalnet
@@ -66,8 +68,9 @@ def cmd_train(args):
         train(data=args.data, out=args.out, recipe=args.recipe, overrides=overrides, device=args.device,
               resume=args.resume, overwrite=args.overwrite, **tuning)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
-              f"'petalnet train --out {args.out} --resume'", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process gets Ctrl-C: rank 0 speaks
+            print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
+                  f"'petalnet train --out {args.out} --resume'", file=sys.stderr)
         return 130
 
 
@@ -252,7 +255,8 @@ def main(argv=None):
     try:
         return args.func(args) or 0
     except UserError as err:
-        print(f"petalnet: error: {err}", file=sys.stderr)
+        if not getattr(err, "quiet", False):  # quiet: a torchrun process that leaves the word to a lower rank
+            print(f"petalnet: error: {err}", file=sys.stderr)
         return err.exit_code
     except UnreadableImage as err:  # a photo that broke after it was checked (pil pipeline, mid-epoch)
         print(f"petalnet: error: a photo became unreadable: {err} (run 'petalnet data check')", file=sys.stderr)

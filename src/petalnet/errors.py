@@ -3,6 +3,7 @@
     exit 2  UserError      a problem with the input: path, flag value, file, photo; nothing was written
     exit 3  StorageError   a file could not be written (disk full, read-only folder, no permission);
                            files written before are intact
+    exit 4  PeerStopped    (ranklogs.py) another process of a torchrun run died or stopped first
 """
 
 

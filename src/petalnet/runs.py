@@ -7,6 +7,7 @@
     RUN/metrics.csv           one row per epoch
     RUN/curves.png            loss and accuracy per epoch
     RUN/split.json            which photos went to train and val (when petalnet split the folder)
+    RUN/logs/rank-K.log       under torchrun: each process's log (ranklogs.py)
 """
 
 import csv

@@ -21,6 +21,7 @@ from torch import nn
 
 import petalnet
 from petalnet import distributed, runs
+from petalnet.ranklogs import RankLog, Terminated
 from petalnet.check import scan_photos
 from petalnet.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from petalnet.config import resolve_config, resumed_config
@@ -107,19 +108,32 @@ def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto"
     cache_dir, fused_optimizer). Under torchrun every process calls this; rank 0 alone writes and prints.
     """
     processes, device = distributed.start(pick_device(device))
+    rank_log = RankLog(processes)  # under torchrun: RUN/logs/rank-K.log, once the run folder exists
+    log = _also_into(rank_log, log if processes.is_main else None)
+    progress = progress and processes.is_main
     try:
-        if not processes.is_main:
-            log, progress = _silent, False
-        return _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning)
+        return _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning,
+                      rank_log)
+    except (Exception, Terminated) as err:
+        stop = rank_log.stopped(err)  # another process of the run died first: say which, in one line
+        if stop is None:
+            raise
+        raise stop from None
     finally:
+        rank_log.close()
         distributed.stop(processes)
 
 
-def _silent(*_args, **_kwargs):
-    pass
+def _also_into(rank_log, log):
+    """`log` (None: print nothing) that also writes each line to this process's rank log."""
+    def both(line):
+        if log is not None:
+            log(line)
+        rank_log.write(line)
+    return both
 
 
-def _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning):
+def _train(data, out, recipe, overrides, device, resume, overwrite, progress, log, processes, tuning, rank_log):
     started = time.perf_counter()
     runs.check_run_folder(out, resume, overwrite)
     previous = load_checkpoint(Path(out) / "last.pt") if resume and (Path(out) / "last.pt").is_file() else None
@@ -146,6 +160,7 @@ def _train(data, out, recipe, overrides, device, resume, overwrite, progress, lo
     config.update(data=str(Path(data).resolve()), layout=photos.layout, classes=photos.classes)
     distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
     run = runs.start_run_folder(out, overwrite) if processes.is_main else Path(out)
+    rank_log.open(run, resume)
     log(f"device: {describe(device)} x {processes.world} process(es); {len(photos.train_paths)} train / "
         f"{len(photos.val_paths)} val photos, {len(photos.classes)} classes; run folder {run}")
     log("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k not in ("why", "cache_dir")))
