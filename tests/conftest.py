@@ -69,6 +69,15 @@ def cli(*args):
         return exc.code
 
 
+def shown(done, limit=20_000):
+    """A finished child process for an assertion message: exit code, its whole stderr (first and last
+    lines when longer than `limit` characters) and the end of its stdout, so that CI's log shows the cause."""
+    stderr, stdout = done.stderr or "", done.stdout or ""
+    if len(stderr) > limit:
+        stderr = f"{stderr[:limit // 4]}\n[... {len(stderr) - limit} characters ...]\n{stderr[-3 * limit // 4:]}"
+    return f"exit {done.returncode}\n--- stderr ---\n{stderr}\n--- stdout (end) ---\n{stdout[-3000:]}"
+
+
 def run_petalnet(*args, env=None, timeout=300):
     """Run `python -m petalnet` in a child process (for exit codes and what reaches the terminal)."""
     full_env = {**os.environ, **(env or {})}

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import SMALL_SIZE, cli
+from conftest import SMALL_SIZE, cli, shown
 from petalnet.checkpoint import load_checkpoint
 
 EPOCHS = "8"
@@ -56,7 +56,7 @@ def uninterrupted(few_photos, tmp_path_factory):
     run = tmp_path_factory.mktemp("whole") / "run"
     done = subprocess.run(train_command(few_photos, run), capture_output=True, text=True, env=child_env(),
                           timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, shown(done)
     return run
 
 
@@ -77,14 +77,15 @@ def test_sigkill_at_random_moments_then_resume_ends_like_an_uninterrupted_run(fe
             kills += 1
         stdout, stderr = child.communicate(timeout=120)
         stdout = "".join(seen) + stdout
-        assert "Traceback" not in stderr
+        ended = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+        assert "Traceback" not in stderr, shown(ended)
         check_checkpoints(run, printed(stdout))
         if child.returncode == 0:
             break
     assert kills >= 2, "the run finished before it could be killed twice: make it longer"
     done = subprocess.run(train_command(few_photos, run, resume=True), capture_output=True, text=True,
                           env=child_env(), timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, shown(done)
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     assert learned_metrics(run) == learned_metrics(uninterrupted)
     assert torch.equal(load_checkpoint(run / "last.pt")["model"]["classifier.6.weight"],
@@ -102,9 +103,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(few_photos, tmp_path):
             child.send_signal(signal.SIGINT)
             break
     stdout, stderr = child.communicate(timeout=120)
-    assert child.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert f"petalnet train --out {run} --resume" in stderr
+    ended = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+    assert child.returncode == 130, shown(ended)
+    assert "Traceback" not in stderr, shown(ended)
+    assert f"petalnet train --out {run} --resume" in stderr, shown(ended)
     assert load_checkpoint(run / "last.pt")["epoch"] >= 1
 
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import cli, run_petalnet
+from conftest import cli, run_petalnet, shown
 from imagegen import jpeg_bytes
 from petalnet.download import FLOWER_PHOTOS
 
@@ -115,9 +115,9 @@ def test_truncated_download_is_rejected_and_never_used(server, archive, tmp_path
     (www / "flower_photos.tgz").write_bytes(data[: len(data) // 2])
     dest = tmp_path / "cache"
     result = run_petalnet("data", "get", "--source", f"{url}/flower_photos.tgz", "--dest", dest)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "not a complete gzip tar" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, shown(result)
+    assert result.stderr.count("\n") == 1 and "not a complete gzip tar" in result.stderr, shown(result)
+    assert "Traceback" not in result.stderr, shown(result)
     assert not (dest / "flower_photos").exists() and not (dest / "flower_photos.tgz").exists()
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import CLASSES, cli, link_subset, run_petalnet
+from conftest import CLASSES, cli, link_subset, run_petalnet, shown
 
 REPORT_KEYS = {"accuracy", "n", "classes", "per_class", "confusion"}
 
@@ -69,9 +69,10 @@ def test_other_class_names_fail_cleanly(trained_run, tmp_path):
     for name in ("cats", "dogs"):
         (other / name).mkdir(parents=True)
     result = run_petalnet("evaluate", trained_run, "--data", other, "--out", tmp_path / "e")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1
-    assert "{cats, dogs}" in result.stderr and "{daisy, dandelion, roses, sunflowers, tulips}" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr, shown(result)
+    assert result.stderr.count("\n") == 1, shown(result)
+    assert "{cats, dogs}" in result.stderr, shown(result)
+    assert "{daisy, dandelion, roses, sunflowers, tulips}" in result.stderr, shown(result)
     assert not (tmp_path / "e").exists()
 
 

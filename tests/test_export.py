@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import cli
+from conftest import cli, shown
 from petalnet import load_classifier
 from petalnet.decode import load_eval_photo
 
@@ -47,7 +47,7 @@ def test_predict_on_onnx_agrees_with_the_checkpoint_without_importing_torch(onnx
             "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))))")
     done = subprocess.run([sys.executable, "-c", code, "predict", str(onnx_model), *map(str, photos), "--json",
                            "--topk", "5"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, shown(done)
     *lines, imported = done.stdout.strip().splitlines()
     assert json.loads(imported) == []  # torch never imported
     from_onnx = [json.loads(line) for line in lines]

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from conftest import CLASSES, cli, run_petalnet
+from conftest import CLASSES, cli, run_petalnet, shown
 from imagegen import save_variants
 from petalnet import load_classifier
 
@@ -133,5 +133,5 @@ def test_user_errors_exit_2_in_one_line(trained_run, tmp_path):
     ]
     for args, message in cases:
         result = run_petalnet("predict", *args)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert result.returncode == 2 and message in result.stderr, shown(result)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, shown(result)

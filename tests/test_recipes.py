@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import cli
+from conftest import cli, shown
 from imagegen import write_photo
 from petalnet.checkpoint import load_checkpoint
 from petalnet.cli import TRAIN_OVERRIDES
@@ -242,11 +242,11 @@ def test_time_to_accuracy_reads_runs(trained_run, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_accuracy.py"), "--reuse", "--out",
                            str(tmp_path), "--run", "seed=seed", "--run", "other=fast"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, shown(done)
     results = json.loads((tmp_path / "time_to_accuracy.json").read_text())
     assert results[0]["speedup"] == pytest.approx(1.0) and results[1]["seconds_to_target"] > 0
     assert (tmp_path / "time_to_accuracy.png").stat().st_size > 1000
-    assert "| other | fast |" in done.stdout
+    assert "| other | fast |" in done.stdout, shown(done)
 
 
 def test_shrink_photos_keeps_layout_and_caps_the_short_side(tmp_path):
@@ -257,8 +257,8 @@ def test_shrink_photos_keeps_layout_and_caps_the_short_side(tmp_path):
     (source / "val" / "daisy" / "notes.txt").write_text("not a photo")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shrink_photos.py"), str(source), str(target),
                            "--short-side", "100"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, shown(done)
     sizes = {p.relative_to(target).as_posix(): Image.open(p).size for p in target.rglob("*") if p.is_file()}
     assert sizes == {"train/daisy/big.webp": (133, 100), "train/roses/tall.webp": (100, 213),
                      "val/daisy/tiny.webp": (60, 40)}
-    assert "3 photos" in done.stdout
+    assert "3 photos" in done.stdout, shown(done)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL_SIZE
+from conftest import SMALL_SIZE, shown
 from imagegen import bomb_png, jpeg_bytes, make_class_folders, truncated_jpeg
 from test_download import COUNTS, build_archive
 
@@ -83,7 +83,7 @@ def checkpoints(root, few_photos):
     """A small real run, and checkpoints made from it that must be refused."""
     run = root / "run"
     done = petalnet("train", "--data", few_photos, "--out", run, "--epochs", "1", "--image-size", SMALL_SIZE)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, shown(done)
     good = torch.load(run / "best.pt", weights_only=True)
     paths = {"run": run, "evil": root / "evil.pt", "truncated": root / "truncated.pt",
              "other_model": root / "other_model.pt", "other_classes": root / "other_classes.pt",
@@ -176,12 +176,12 @@ def results(world):
 @pytest.mark.parametrize("name,argv,code,says", CASES, ids=[case[0] for case in CASES])
 def test_no_traceback_and_the_documented_exit_code(results, world, name, argv, code, says):
     done = results[name]
-    assert "Traceback" not in done.stderr, done.stderr
-    assert done.returncode == code, (done.returncode, done.stderr[-500:])
+    assert "Traceback" not in done.stderr, shown(done)
+    assert done.returncode == code, shown(done)
     if code >= 2:
-        assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert says in done.stderr and done.stderr.count("\n") == 1, shown(done)
     else:
-        assert says in done.stdout
+        assert says in done.stdout, shown(done)
     if name in WRITES_NOTHING:
         assert not (world["root"] / WRITES_NOTHING[name]).exists()
 
@@ -206,7 +206,7 @@ def test_train_leaves_broken_photos_out_counts_and_records_them(world):
     run = world["root"] / "messy-run"
     done = petalnet("train", "--data", world["root"] / "messy", "--out", run, "--epochs", "1",
                     "--image-size", SMALL_SIZE)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert f"left out {len(world['bad'])} unreadable file(s)" in done.stdout
+    assert done.returncode == 0 and "Traceback" not in done.stderr, shown(done)
+    assert f"left out {len(world['bad'])} unreadable file(s)" in done.stdout, shown(done)
     left_out = json.loads((run / "config.json").read_text())["left_out"]
     assert sorted(row["path"] for row in left_out) == sorted(f"a/{p.name}" for p in world["bad"])

@@ -87,10 +87,11 @@ def test_load_200_requests_from_20_clients_mixing_good_broken_and_oversized(serv
 
 
 def test_bad_model_fails_before_serving_in_one_line(tmp_path):
-    from conftest import run_petalnet
+    from conftest import run_petalnet, shown
 
     done = run_petalnet("serve", tmp_path / "nothing", "--port", "1")
-    assert done.returncode == 2 and "no such checkpoint" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "no such checkpoint" in done.stderr, shown(done)
+    assert "Traceback" not in done.stderr, shown(done)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CLASSES, SMALL_SIZE, cli, link_subset, run_petalnet
+from conftest import CLASSES, SMALL_SIZE, cli, link_subset, run_petalnet, shown
 from imagegen import truncated_jpeg
 from petalnet.checkpoint import load_checkpoint, model_from_checkpoint
 from petalnet.runs import METRIC_COLUMNS
@@ -157,9 +157,9 @@ def test_bad_data_paths_exit_2_in_a_child_process(tmp_path):
     cases = [(tmp_path / "missing", "no such folder"), (empty, "no class folders")]
     for data, message in cases:
         result = run_petalnet("train", "--data", data, "--out", tmp_path / "run")
-        assert result.returncode == 2, result.stderr
-        assert message in result.stderr and result.stderr.count("\n") == 1
-        assert "Traceback" not in result.stderr
+        assert result.returncode == 2, shown(result)
+        assert message in result.stderr and result.stderr.count("\n") == 1, shown(result)
+        assert "Traceback" not in result.stderr, shown(result)
     assert not (tmp_path / "run").exists()
 
 
@@ -175,10 +175,10 @@ def test_auto_device_is_said(trained_run, few_photos, tmp_path, capsys):
 
 def test_console_script_and_module_entry_points():
     result = run_petalnet("--version")
-    assert result.returncode == 0 and result.stdout.startswith("petalnet ")
+    assert result.returncode == 0 and result.stdout.startswith("petalnet "), shown(result)
     script = Path(sys.executable).parent / "petalnet"
     result = subprocess.run([script, "train", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "--resume" in result.stdout
+    assert result.returncode == 0 and "--resume" in result.stdout, shown(result)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
