@@ -62,7 +62,7 @@ class ServerProcess:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read()[-2000:]}")
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.process.stderr.read()}")
             try:
                 if get_json(self.url + "/health")[0] == 200:
                     return
