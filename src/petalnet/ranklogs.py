@@ -21,6 +21,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from petalnet.errors import UserError
+from petalnet.images import one_line
 
 HEADER = "petalnet rank"
 OWN_ERROR = "stopped:"  # this process's own error ended it
@@ -82,7 +83,7 @@ class RankLog:
             return None
         stop = _peer_stopped(self.run, self.processes, error)
         if stop is None:
-            self.write(f"{OWN_ERROR} {type(error).__name__}: {_one_line(error)}")
+            self.write(f"{OWN_ERROR} {type(error).__name__}: {one_line(error)[:300]}")
             return None
         self.write(f"{AFTER_PEER} {stop}")
         stop.quiet = not all(_ended(self.run, rank) for rank in range(self.processes.rank))
@@ -104,10 +105,6 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def _one_line(error):
-    return " ".join(str(error).split())[:300]
-
-
 def is_lost_peer_error(error):
     """True for the errors a collective raises when another process is gone."""
     text = str(error)
@@ -126,7 +123,7 @@ def _peer_stopped(run, processes, error):
         return PeerStopped(f"rank {me} of {world} stopped: SIGTERM (from torchrun when another process died, or "
                            f"from the job system); logs in {Path(run) / 'logs'}{resume}")
     if is_lost_peer_error(error):
-        return PeerStopped(f"rank {me} of {world} lost contact with another process ({_one_line(error)[:120]}); "
+        return PeerStopped(f"rank {me} of {world} lost contact with another process ({one_line(error)[:120]}); "
                            f"logs in {Path(run) / 'logs'}{resume}")
     return None
 
