@@ -1,6 +1,6 @@
 """Ablation: train recipe variants side by side, several seeds each; best val accuracy, mean and spread.
 
-    # the README's ablation table (a GPU: all variants at once; about 8 minutes on one H200)
+    # docs/ablation.md's tables (on a GPU: all variants at once)
     python benchmarks/ablation.py --plan fast --data DIR --seeds 0 1 --parallel 16 --out runs/ablation
     # the same levers at a CPU-sized budget (two runs at a time, ~4 min per variant on 2 cores; --only=a,b picks some)
     python benchmarks/ablation.py --plan cpu --data DIR --seeds 0 1 --out runs/ablation-cpu --deadline 2640
@@ -49,7 +49,7 @@ ALTERNATIVES = [  # other ways to spend the same CPU half hour, and the GPU reci
     ("fast-bn", "fast, alexnet_half_bn (not the tutorial's model)", "fast", ["--model", "alexnet_half_bn"], 1),
 ]  # a 5th value: run only that many of the seeds
 # The same levers at a CPU-sized budget: 20 epochs at 96 px (eval 128), ~3 min a run on 2 cores. With
-# TrivialAugment, as fast had when the README's tables were measured (fast dropped it on 2026-11-26).
+# TrivialAugment, as fast had when docs/ablation.md's tables were measured (fast dropped it on 2026-11-26).
 SHORT = ["--epochs", "20", "--warmup-epochs", "1", "--image-size", "96", "--min-image-size", "96",
          "--eval-image-size", "128", "--auto-augment", "trivial"]
 CPU_LEAVE_ONE_OUT = [

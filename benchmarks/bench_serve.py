@@ -19,7 +19,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from petalnet.client import ServerProcess, post_photos
+from petalnet.serving.client import post_photos
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server_process import ServerProcess  # noqa: E402 - the tests' harness
 
 
 def real_photos(root, count):

@@ -11,7 +11,7 @@ Measured side by side, same process, same batch size, same photos:
                            NCHW fp32
   (d) model_only_infer vs petalnet_infer: inference on random tensors vs `petalnet predict`'s path
       (Classifier.iter_predict on photo files: Pillow decode, resize, model)
-(a), (b) and (d) use the device settings petalnet picks (tuning.py). Each is measured --rounds times
+(a), (b) and (d) use the device settings petalnet picks (devices/settings.py). Each is measured --rounds times
 (default 3), alternating, and the median is kept: on a 2-core CPU one measurement varies by +-5%.
 Goals: CPU b/a >= 0.95 and d >= 0.9; GPU b/c >= 30.
 """
@@ -30,16 +30,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from petalnet.cache import decoded_photos
-from petalnet.checkpoint import save_checkpoint
-from petalnet.classifier import Classifier
-from petalnet.device import describe, pick_device
-from petalnet.engine import train_one_epoch
-from petalnet.folders import find_classes
-from petalnet.models import build_model
-from petalnet.pipeline import CachedTrainBatches
-from petalnet.recipes import SEED
-from petalnet.tuning import autocast, device_settings, grad_scaler
+from petalnet.pipeline.cache import decoded_photos
+from petalnet.models.checkpoint import save_checkpoint
+from petalnet.inference.classifier import Classifier
+from petalnet.devices.select import describe, pick_device
+from petalnet.training.engine import Training, train_one_epoch
+from petalnet.data.folders import find_classes
+from petalnet.models.networks import build_model
+from petalnet.pipeline.loaders import CachedTrainBatches
+from petalnet.config.train import TrainConfig
+from petalnet.models.spec import InferenceSpec
+from petalnet.utils.fields import to_dict
+from petalnet.devices.settings import autocast, device_settings, grad_scaler
 
 
 def sync(device):
@@ -49,15 +51,14 @@ def sync(device):
 
 def timed_steps(model, batches, device, settings, steps, warmup):
     """Images per second over `steps` training steps after `warmup` (batches: an iterator)."""
-    fused = bool(settings and settings["fused_optimizer"]) or None  # the tutorial's path (no settings): plain Adam
-    optimizer = torch.optim.Adam(model.parameters(), lr=SEED["lr"], fused=fused)
+    fused = bool(settings and settings.fused_optimizer) or None  # the tutorial's path (no settings): plain Adam
+    optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig().lr, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    criterion, scaler = nn.CrossEntropyLoss(), grad_scaler(device, settings) if settings else None
-    train_one_epoch(model, itertools.islice(batches, warmup), criterion, optimizer, scheduler, device,
-                    progress=False, settings=settings, scaler=scaler)
+    training = Training(model=model, optimizer=optimizer, scheduler=scheduler, criterion=nn.CrossEntropyLoss(),
+                        scaler=grad_scaler(device, settings) if settings else None, device=device, settings=settings)
+    train_one_epoch(training, itertools.islice(batches, warmup), progress=False)
     sync(device)
-    stats = train_one_epoch(model, itertools.islice(batches, steps), criterion, optimizer, scheduler, device,
-                            progress=False, settings=settings, scaler=scaler)
+    stats = train_one_epoch(training, itertools.islice(batches, steps), progress=False)
     sync(device)
     return stats["images"] / stats["seconds"]
 
@@ -65,14 +66,14 @@ def timed_steps(model, batches, device, settings, steps, warmup):
 def fresh_model(device, settings, classes=5):
     torch.manual_seed(0)
     model = build_model("alexnet_half", classes).to(device)
-    if settings is None or not settings["channels_last"]:
+    if settings is None or not settings.channels_last:
         return model
     return model.to(memory_format=torch.channels_last)
 
 
 def random_batches(batch, size, device, settings):
     images = torch.randn(batch, 3, size, size, device=device)
-    if settings["channels_last"]:
+    if settings.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 5, (batch,), device=device)
     return itertools.repeat((images, targets))
@@ -106,9 +107,10 @@ def tutorial_batches(root, batch):
 
 def measure_training(args, device, settings, photos):
     size, batch = 224, args.batch_size
-    config = {**SEED, "batch_size": batch, "image_size": size, "cache_size": 256}
+    config = TrainConfig(batch_size=batch, image_size=size, cache_size=256)
     started = time.perf_counter()
-    train, _ = decoded_photos({"train": photos, "val": ([], [])}, 256, config, settings["workers"], progress=False)
+    train, _ = decoded_photos({"train": photos, "val": ([], [])}, 256, size, config.eval_resize, settings.workers,
+                              progress=False)
     cache_seconds = time.perf_counter() - started
     cached = CachedTrainBatches(train, config, device, settings)
     cached.set_epoch(1)
@@ -137,8 +139,9 @@ def model_only_inference(model, device, settings, batch, steps):
 
 
 def measure_inference(args, device, photos):
-    meta = {**{k: SEED[k] for k in ("image_size", "eval_resize", "mean", "std", "model")},
-            "classes": ["daisy", "dandelion", "roses", "sunflowers", "tulips"]}
+    seed = TrainConfig()
+    meta = InferenceSpec(model=seed.model, classes=("daisy", "dandelion", "roses", "sunflowers", "tulips"),
+                         image_size=seed.image_size, eval_resize=seed.eval_resize, mean=seed.mean, std=seed.std)
     classifier = Classifier(fresh_model(device, None), meta, device)
     batch, paths = 64, photos[0]
     runs = {"model": [], "predict": []}
@@ -156,7 +159,7 @@ def cold_start_seconds(meta, photo):
     """Wall time of `python -m petalnet predict CKPT PHOTO` in a new process (CPU), best of 3."""
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "model.pt"
-        save_checkpoint(checkpoint, {"meta": meta, "model": build_model("alexnet_half", 5).state_dict()})
+        save_checkpoint(checkpoint, {"meta": meta.to_dict(), "model": build_model("alexnet_half", 5).state_dict()})
         times = []
         for _ in range(3):
             started = time.perf_counter()
@@ -178,7 +181,7 @@ def training_flops_per_image(size=224):
 def matmul_peak_tflops(device, settings):
     """What a large matmul reaches in the training precision: the ceiling for this model's convs."""
     n = 4096 if device.type == "cuda" else 1024
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings["amp"], torch.float32)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.amp, torch.float32)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     sync(device)
@@ -201,7 +204,7 @@ def run(args):
     peak = matmul_peak_tflops(device, settings)
     result = {
         "device": describe(device), "torch": torch.__version__, "batch_size": args.batch_size,
-        "settings": {k: v for k, v in settings.items() if k not in ("why", "cache_dir")},
+        "settings": {k: v for k, v in to_dict(settings).items() if k not in ("why", "cache_dir")},
         "model_only_train_img_s": round(train["a"], 1), "petalnet_train_img_s": round(train["b"], 1),
         "seed_pipeline_train_img_s": round(train["c"], 1), "model_only_infer_img_s": round(model_infer, 1),
         "petalnet_infer_img_s": round(predict_infer, 1),

@@ -16,7 +16,7 @@ from functools import partial
 
 from PIL import Image
 
-from petalnet.images import IMAGE_EXTENSIONS
+from petalnet.data.images import IMAGE_EXTENSIONS
 
 
 def shrink_one(source, target, short_side, quality):

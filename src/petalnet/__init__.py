@@ -4,8 +4,9 @@
     clf = load_classifier("runs/seed")
     clf.predict(["rose.jpg"])
 
-The path of a photo through the package: images (decode) -> folders, split (which photos) ->
-dataset, transforms (batches) -> models -> engine, train (checkpoint) -> classifier, predict, evaluate.
+The path of a photo through the package is its folder tree (docs/architecture.md): data/ (photos on
+disk) -> pipeline/ (tensors, batches) -> models/ (networks, checkpoints) -> training/ -> inference/
+(predictions) -> serving/ (HTTP); config/ holds what a run learns, devices/ where it runs.
 """
 
 __version__ = "0.2.0"
@@ -15,7 +16,7 @@ __all__ = ["load_classifier", "Classifier", "__version__"]
 def __getattr__(name):
     # Imported on first use, so that `petalnet --help` does not wait for torch.
     if name in ("load_classifier", "Classifier"):
-        from petalnet import classifier
+        from petalnet.inference import classifier
 
         return getattr(classifier, name)
     raise AttributeError(f"module 'petalnet' has no attribute {name!r}")

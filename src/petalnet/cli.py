@@ -10,19 +10,21 @@
     petalnet serve MODEL [--host 127.0.0.1] [--port 8000] [--workers 1]
 
 Errors a user can cause print one line on stderr and exit 2 (3 when a file cannot be written: disk full,
-read-only folder; 4 when another process of a torchrun run died); Ctrl-C exits 130. The README lists
+read-only folder; 4 when another process of a torchrun run died); Ctrl-C exits 130. docs/commands.md lists
 every exit code.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 import petalnet
 from petalnet.errors import StorageError, UserError, describe_os_error
-from petalnet.images import UnreadableImage
-from petalnet.recipes import DEFAULT_RECIPE, RECIPES
+from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
+from petalnet.data.images import UnreadableImage
+from petalnet.utils.fields import SettingError, add_flags
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -33,7 +35,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def cmd_data_get(args):
-    from petalnet.download import get_dataset
+    from petalnet.data.download import get_dataset
 
     path = get_dataset(args.source, args.dest)
     print(f"dataset: {path}")
@@ -41,7 +43,7 @@ def cmd_data_get(args):
 
 
 def cmd_data_check(args):
-    from petalnet.check import check_dataset, format_report
+    from petalnet.data.check import check_dataset, format_report
 
     report = check_dataset(_data_dir(args.dir))
     print(json.dumps(report) if args.json else format_report(report))
@@ -49,7 +51,7 @@ def cmd_data_check(args):
 
 
 def cmd_data_split(args):
-    from petalnet.split import make_split, summarize, write_split_folders
+    from petalnet.data.split import make_split, summarize, write_split_folders
 
     split = make_split(_data_dir(args.src), args.val_fraction, args.seed)
     copied = write_split_folders(split, args.out)
@@ -59,14 +61,16 @@ def cmd_data_split(args):
 
 
 def cmd_train(args):
-    from petalnet.train import train
+    from petalnet.config.train import TrainConfig
+    from petalnet.devices.options import DeviceOptions
+    from petalnet.training.train import train
 
-    overrides = {key: getattr(args, key) for key in TRAIN_OVERRIDES}
-    tuning = {key: getattr(args, key) for key in ("workers", "amp", "channels_last", "compile", "eval_batch_size",
-                                                   "cache_dir", "fused_optimizer")}
+    overrides = {name: getattr(args, name) for name in flag_names(TrainConfig)}
+    asked = {name: getattr(args, name) for name in flag_names(DeviceOptions)}
+    options = DeviceOptions(compile=args.compile, **{k: v for k, v in asked.items() if v is not None})
     try:
         train(data=args.data, out=args.out, recipe=args.recipe, overrides=overrides, device=args.device,
-              resume=args.resume, overwrite=args.overwrite, **tuning)
+              resume=args.resume, overwrite=args.overwrite, options=options)
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every process gets Ctrl-C: rank 0 speaks
             print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
@@ -75,83 +79,39 @@ def cmd_train(args):
 
 
 def cmd_predict(args):
-    from petalnet.predict import run_predict
+    from petalnet.inference.predict import run_predict
 
     return run_predict(args.model, args.paths, topk=args.topk, as_json=args.json, plot=args.plot,
                        device=args.device, batch_size=args.batch_size, workers=args.workers, explain=args.explain)
 
 
 def cmd_evaluate(args):
-    from petalnet.evaluate import run_evaluate
+    from petalnet.inference.evaluate import run_evaluate
 
     return run_evaluate(args.model, data=args.data, out=args.out, as_json=args.json,
                         batch_size=args.batch_size, device=args.device, workers=args.workers)
 
 
 def cmd_export(args):
-    from petalnet.export import run_export
+    from petalnet.inference.export import run_export
 
     return run_export(args.model, args.format, args.out, args.check_photos)
 
 
 def cmd_serve(args):
-    from petalnet.serve import run_server
+    from petalnet.serving.app import run_server
 
     return run_server(args.model, host=args.host, port=args.port, workers=args.workers, device=args.device,
                       max_upload_mb=args.max_upload_mb)
 
 
 def _data_dir(path):
-    from petalnet.download import default_data_dir
+    from petalnet.data.download import default_data_dir
 
     path = path or default_data_dir()
     if path is None:
         raise UserError("no dataset: pass a folder, set $PETALNET_DATA, or run 'petalnet data get'")
     return path
-
-
-def on_off(text):
-    if text not in ("on", "off"):
-        raise argparse.ArgumentTypeError(f"expected on or off, got '{text}'")
-    return text == "on"
-
-
-# train flags that override a recipe value: (flag, type, help[, number of values])
-TRAIN_FLAGS = [
-    ("--model", str, "alexnet_half (the tutorial's), alexnet_half_bn, or alexnet (torchvision's full width)"),
-    ("--epochs", int, "number of epochs"),
-    ("--batch-size", int, "images per training step"),
-    ("--lr", float, "learning rate"),
-    ("--optimizer", str, "adam, adamw or sgd"),
-    ("--momentum", float, "sgd momentum (nesterov)"),
-    ("--weight-decay", float, "weight decay"),
-    ("--scheduler", str, "constant or cosine (per step)"),
-    ("--warmup-epochs", int, "linear warmup epochs"),
-    ("--label-smoothing", float, "cross-entropy label smoothing"),
-    ("--dropout", float, "dropout before the hidden linear layers"),
-    ("--image-size", int, "training image size in pixels (the final one with --min-image-size)"),
-    ("--crop-scale", float, "RandomResizedCrop's area range, MIN MAX", 2),
-    ("--hflip", on_off, "random horizontal flips: on or off"),
-    ("--auto-augment", str, "none, trivial (TrivialAugmentWide) or randaugment, per photo"),
-    ("--color-jitter", float, "brightness/contrast/saturation jitter strength (0: off)"),
-    ("--random-erasing", float, "probability of erasing a random box of a photo (0: off)"),
-    ("--mixup-alpha", float, "MixUp's alpha (0: off)"),
-    ("--cutmix-alpha", float, "CutMix's alpha (0: off)"),
-    ("--min-image-size", int, "progressive resizing: the first epochs' training size"),
-    ("--resize-ramp", float, "progressive resizing: START END fractions of the epochs to grow over", 2),
-    ("--eval-image-size", int, "evaluation and prediction size (default: the image size)"),
-    ("--progressive-eval", on_off, "while the training size grows, validate at a size that grows with it: on or off"),
-    ("--eval-resize", str, "squash (the tutorial's) or center_crop"),
-    ("--ema-decay", float, "moving average of the weights per step, e.g. 0.999 (0: off)"),
-    ("--tta-flip", on_off, "evaluate and predict on each photo and its mirror: on or off"),
-    ("--mean", float, "normalization mean, R G B", 3),
-    ("--std", float, "normalization std, R G B", 3),
-    ("--val-fraction", float, "fraction of each class held out for val (folder of class folders only)"),
-    ("--seed", int, "random seed (split, init, augmentation, order)"),
-    ("--pipeline", str, "cache (decode once, augment batches on the device) or pil (the tutorial's)"),
-    ("--cache-size", int, "short side in pixels of the decoded photos the cache keeps (default image size * 8/7)"),
-]
-TRAIN_OVERRIDES = [flag[0][2:].replace("-", "_") for flag in TRAIN_FLAGS]
 
 
 def add_data_commands(sub):
@@ -173,32 +133,28 @@ def add_data_commands(sub):
     split.set_defaults(func=cmd_data_split)
 
 
+def flag_names(cls):
+    """The names of a settings dataclass's fields that have a flag (utils/fields.py)."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("flag")]
+
+
 def add_train_command(sub):
+    """The train flags: TrainConfig's fields (what a run learns) and DeviceOptions' (how fast it runs here)."""
+    from petalnet.config.train import TrainConfig
+    from petalnet.devices.options import DeviceOptions
+
     train = sub.add_parser("train", help="train a model into a run folder")
     train.add_argument("--data", help="class folders or train/val layout (default: $PETALNET_DATA)")
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--recipe", help=f"one of {', '.join(RECIPES)} (default {DEFAULT_RECIPE})")
-    for flag, kind, text, *nargs in TRAIN_FLAGS:
-        train.add_argument(flag, type=kind, nargs=nargs[0] if nargs else None, help=f"{text} (default: the recipe's)")
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    add_device_flags(train)
+    add_flags(train.add_argument_group("what the run learns (a recipe's values)"), TrainConfig)
+    device = train.add_argument_group("how fast it runs on this device (measured defaults, see config.json)")
+    device.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_flags(device, DeviceOptions, default_text="auto")
+    device.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.set_defaults(func=cmd_train)
-
-
-def add_device_flags(train):
-    """How to run fast on this device (tuning.py); the defaults are measured, see config.json."""
-    train.add_argument("--workers", type=int, help="decoding threads (cache pipeline) or processes (pil) (default: "
-                       "measured for the device)")
-    train.add_argument("--amp", default="auto", help="auto, off, bf16 or fp16 (default auto: bf16/fp16 on CUDA, "
-                                                     "bf16 on CPUs with native bf16)")
-    train.add_argument("--channels-last", default="auto", help="auto, on or off (default auto: on for CPU and CUDA)")
-    train.add_argument("--fused-optimizer", default="auto",
-                       help="auto, on or off (default auto: one fused kernel per step where torch has one)")
-    train.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
-    train.add_argument("--eval-batch-size", type=int, help="val batch size (default: 64 CPU, 512 CUDA)")
-    train.add_argument("--cache-dir", help="keep the decoded photos in a file here, for the next run to load")
 
 
 def add_use_commands(sub):
@@ -256,7 +212,8 @@ def main(argv=None):
         return args.func(args) or 0
     except UserError as err:
         if not getattr(err, "quiet", False):  # quiet: a torchrun process that leaves the word to a lower rank
-            print(f"petalnet: error: {err}", file=sys.stderr)
+            text = err.as_flag() if isinstance(err, SettingError) else err  # the flag, not the API's name
+            print(f"petalnet: error: {text}", file=sys.stderr)
         return err.exit_code
     except UnreadableImage as err:  # a photo that broke after it was checked (pil pipeline, mid-epoch)
         print(f"petalnet: error: a photo became unreadable: {err} (run 'petalnet data check')", file=sys.stderr)

@@ -24,3 +24,9 @@ def describe_os_error(err):
     reason = err.strerror or type(err).__name__
     name = err.filename if err.filename is not None else ""
     return f"{reason}: {name}" if name else reason
+
+
+def one_line(err, limit=None):
+    """An exception's message on one line (whitespace runs become one space), cut to `limit` characters."""
+    text = " ".join(str(err).split())
+    return text[:limit] if limit else text

@@ -1,0 +1,45 @@
+"""Training recipes as data: each a named set of overrides of config/train.py's TrainConfig, whose
+defaults are the tutorial's. Any value can be overridden again by the `train` flag of the same name.
+
+    petalnet train --recipe seed                   # the tutorial, reproduced
+    petalnet train --recipe fast                   # the default: the accuracy seed never reaches, in minutes
+    petalnet train --recipe best                   # the most accurate, with no time limit
+    petalnet train --recipe seed --epochs 3 --lr 1e-4 --auto-augment trivial
+
+Their accuracy and time, with dates and machines, are in docs/recipes.md and docs/results-cpu.md.
+"""
+
+SEED = {}  # the tutorial: TrainConfig's defaults
+
+# Under 30 minutes on a 2-core laptop-class CPU (docs/results-cpu.md), alexnet_half.
+FAST = {
+    "epochs": 90,
+    "optimizer": "sgd",  # beat AdamW (lr 1e-3, wd 0.05) in the ablation and at full length
+    "lr": 0.02,
+    "weight_decay": 5e-4,
+    "scheduler": "cosine",
+    "warmup_epochs": 3,
+    "label_smoothing": 0.1,
+    "image_size": 208,
+    "min_image_size": 128,  # progressive resizing: 128 px for the first 10% of the epochs, 208 px by 75%
+    "resize_ramp": (0.1, 0.75),
+    "crop_scale": (0.25, 1.0),
+    "auto_augment": "none",  # TrivialAugment cost accuracy at full length (docs/ablation.md)
+    "eval_image_size": 240,
+    "progressive_eval": True,  # 144 px val while training at 128, ..., 240 once training reaches 208
+    "ema_decay": 0.999,
+}
+
+# No time limit: fast's levers, longer, at full resolution, with test-time flips.
+BEST = {
+    **FAST,
+    "epochs": 200,
+    "image_size": 224,
+    "min_image_size": 128,
+    "eval_image_size": 256,
+    "auto_augment": "trivial",  # as measured for best; fast dropped it after best's run
+    "tta_flip": True,
+}
+
+RECIPES = {"seed": SEED, "fast": FAST, "best": BEST}
+DEFAULT_RECIPE = "fast"  # it reaches seed's best accuracy sooner and ends far higher (docs/recipes.md)

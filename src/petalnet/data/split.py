@@ -1,0 +1,138 @@
+"""Split a folder of class folders into train and val, stratified, reproducible, leak-free.
+
+    petalnet data split ~/.cache/petalnet/flower_photos --out data/flowers --val-fraction 0.1 --seed 0
+
+Each class sends round(n * val_fraction) photos to val (at least 1, at most n - 1). Which ones is
+decided by hashing (seed, photo bytes), so the split does not depend on file names or listing order.
+Byte-identical photos move together; a photo filed under two classes stays in train, so val never
+holds a copy of a training photo. `train` splits on the fly with the same function.
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from petalnet.data.check import scan_photos
+from petalnet.errors import UserError
+from petalnet.utils.fileio import fsync_dir, write_json
+
+
+def check_fraction(val_fraction):
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+
+
+def split_indices(labels, digests, num_classes, val_fraction, seed):
+    """Return (train_idx, val_idx) lists of indices into labels/digests."""
+    check_fraction(val_fraction)
+    classes_of_digest = defaultdict(set)
+    for label, digest in zip(labels, digests):
+        classes_of_digest[digest].add(label)
+    units = defaultdict(lambda: defaultdict(list))  # label -> digest -> [indices]
+    for i, (label, digest) in enumerate(zip(labels, digests)):
+        units[label][digest].append(i)
+    val = []
+    for label in range(num_classes):
+        n = sum(len(idx) for idx in units[label].values())
+        target = min(max(round(n * val_fraction), 1), n - 1)
+        order = sorted(units[label], key=lambda d: _rank(seed, d))
+        taken = 0
+        for digest in order:
+            group = units[label][digest]
+            if len(classes_of_digest[digest]) > 1 or taken + len(group) > target:
+                continue
+            val += group
+            taken += len(group)
+            if taken == target:
+                break
+    val_set = set(val)
+    return [i for i in range(len(labels)) if i not in val_set], sorted(val)
+
+
+def _rank(seed, digest):
+    return hashlib.sha256(f"{seed}:{digest}".encode()).hexdigest()
+
+
+def make_split(root, val_fraction=0.1, seed=0, progress=True):
+    """Scan `root` and return the split record that `data split` writes and `train` keeps."""
+    check_fraction(val_fraction)
+    scan = scan_photos(root, progress=progress)
+    paths, labels, digests = scan.readable()
+    classes = scan.folder.classes
+    for label, name in enumerate(classes):
+        if labels.count(label) < 2:
+            raise UserError(f"class '{name}' has {labels.count(label)} readable photo(s) in {root}: "
+                            "at least 2 are needed to split it")
+    train_idx, val_idx = split_indices(labels, digests, len(classes), val_fraction, seed)
+    root = Path(root)
+
+    def entries(idx):
+        return [[str(paths[i].relative_to(root)), labels[i]] for i in idx]
+
+    return {"source": str(root.resolve()), "val_fraction": val_fraction, "seed": seed,
+            "classes": classes, "train": entries(train_idx), "val": entries(val_idx),
+            "left_out": [{"path": str(p.relative_to(root)), "error": why}
+                         for p, why in scan.unreadable.items()]}
+
+
+def split_paths(split, part, root):
+    """The absolute paths of a split record's train or val photos; UserError if some are gone."""
+    paths = [Path(root) / rel for rel, _ in split[part]]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} {part} photo(s) of the recorded split are missing under {root} "
+                        f"(first: {missing[0]}): was the dataset moved? pass --data")
+    return paths
+
+
+def write_split_folders(split, out):
+    """Materialize a split record as out/train/<class>/..., out/val/<class>/... (hard links)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} already exists and is not empty: choose another --out or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(split["source"])
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        copied = 0
+        for part in ("train", "val"):
+            for rel, _label in split[part]:
+                copied += _link_or_copy(source / rel, tmp / part / rel)
+        write_json(tmp / "split.json", split)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+        fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return copied
+
+
+def _link_or_copy(src, dst):
+    """Hard-link src to dst; copy when links are not possible. Returns 1 when it copied."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+        return 0
+    except OSError:
+        shutil.copy2(src, dst)
+        return 1
+
+
+def summarize(split):
+    classes = split["classes"]
+    lines = []
+    for part in ("train", "val"):
+        counts = [0] * len(classes)
+        for _rel, label in split[part]:
+            counts[label] += 1
+        detail = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
+        lines.append(f"{part}: {len(split[part])} photos ({detail})")
+    if split["left_out"]:
+        lines.append(f"left out {len(split['left_out'])} unreadable file(s):")
+        lines += [f"  {r['path']}: {r['error']}" for r in split["left_out"]]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""`petalnet evaluate`: accuracy, per-class metrics, confusion matrix and the most confident mistakes.
+
+    petalnet evaluate runs/seed                        # the run's own val photos
+    petalnet evaluate runs/seed --data photos/         # class folders, or a train/val layout (its val/)
+    petalnet evaluate runs/seed/best.pt --data new/ --json --out eval-new
+
+Validation inside `train` and this command are the same code: scoring.evaluate_batches.
+"""
+
+import functools
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from petalnet.data.images import UnreadableImage, open_rgb
+from petalnet.devices.options import DeviceOptions
+from petalnet.devices.select import pick_device
+from petalnet.devices.settings import device_settings
+from petalnet.errors import StorageError, UserError, describe_os_error
+from petalnet.inference.metrics import classification_report, format_report
+from petalnet.inference.photos import evaluation_photos, run_folder_of
+from petalnet.inference.scoring import evaluate_batches
+from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
+from petalnet.pipeline.dataset import PhotoDataset
+from petalnet.pipeline.preprocess import NormalizedBatches, eval_tensor
+from petalnet.utils.fields import check_number
+from petalnet.utils.fileio import write_json
+
+MISTAKES_SHOWN = 16
+
+
+def new_folder(base):
+    """base, or base-2, base-3, ... whichever does not exist yet."""
+    folder, n = Path(base), 2
+    while folder.exists():
+        folder, n = Path(f"{base}-{n}"), n + 1
+    return folder
+
+
+def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, device="auto", workers=0):
+    ckpt = load_checkpoint(model)
+    net = model_from_checkpoint(ckpt, model)
+    spec = ckpt["meta"]
+    check_number("batch_size", batch_size, at_least=1)
+    check_number("workers", workers, at_least=0)
+    name, paths, labels = evaluation_photos(ckpt, model, data)
+    if not paths:
+        raise UserError("no photos to evaluate")
+    device = pick_device(device)
+    settings = device_settings(device, options=DeviceOptions(workers=workers))
+    photos = PhotoDataset(paths, labels, functools.partial(eval_tensor, size=spec.image_size,
+                                                           resize=spec.eval_resize))
+    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    net = net.to(device)
+    if settings.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    result = evaluate_batches(net, NormalizedBatches(loader, spec.mean, spec.std, device, settings.channels_last),
+                              device, settings=settings)
+    report = classification_report(result.targets, result.predictions, spec.classes)
+    out = Path(out) if out else new_folder(run_folder_of(model) / f"eval-{name}")
+    write_outputs(out, report, result, paths, spec.classes, model, name)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        print(format_report(report))
+        print(f"\nwrote {out}/report.json, confusion.png, mistakes.png")
+    return 0
+
+
+def write_outputs(out, report, result, paths, classes, model, name):
+    from petalnet.utils.plots import plot_confusion
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"cannot create {out}: {describe_os_error(err)}") from None
+    write_json(out / "report.json", {**report, "checkpoint": str(model), "data": name, "loss": result.loss})
+    plot_confusion(report["confusion"], classes, out / "confusion.png",
+                   title=f"{Path(model)} on {name}: accuracy {report['accuracy']:.3f} (n={report['n']})")
+    plot_mistakes(result, paths, classes, out / "mistakes.png")
+
+
+def plot_mistakes(result, paths, classes, path):
+    """The most confident wrong predictions, each titled true / predicted / prob."""
+    from petalnet.utils.plots import image_grid
+
+    predicted = result.predictions
+    confidence = result.probs.max(dim=1).values
+    wrong = torch.nonzero(predicted != result.targets).flatten().tolist()
+    wrong.sort(key=lambda i: -confidence[i].item())
+    tiles = []
+    for i in wrong[:MISTAKES_SHOWN]:
+        try:
+            image = open_rgb(paths[i])
+        except UnreadableImage:
+            continue
+        image.thumbnail((256, 256))
+        tiles.append((image, f"true: {classes[result.targets[i]]}\npred: {classes[predicted[i]]} "
+                             f"({confidence[i].item():.2f})"))
+    if tiles:
+        image_grid(tiles, path, title=f"most confident mistakes ({len(tiles)} of {len(wrong)})", columns=4)

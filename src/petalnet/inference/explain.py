@@ -1,0 +1,75 @@
+"""Where the model looked: Grad-CAM heat maps on the last convolution, as arrays and as PNG overlays.
+
+    petalnet predict runs/seed photos/ --explain heatmaps/    # one PNG per photo: the photo + heat map
+
+    from petalnet.inference.explain import grad_cam
+    maps = grad_cam(classifier.model, batch)                  # (N, H, W) in [0, 1], for the top class
+
+Grad-CAM (Selvaraju et al., 2017): the last conv layer's activations, weighted by the spatial mean of
+the gradient of the class score with respect to them, summed over channels, ReLU, upsampled to the
+input size and scaled to [0, 1]. The same maps feed `petalnet serve`'s web page.
+"""
+
+import io
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+
+def last_conv(model):
+    convs = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
+    if not convs:
+        raise ValueError("the model has no convolution to explain")
+    return convs[-1]
+
+
+def grad_cam(model, images, classes=None):
+    """Heat maps (N, H, W) in [0, 1] for `classes` (default: each image's top class), float32 on the CPU."""
+    layer, saved = last_conv(model), {}
+
+    def keep(_module, _inputs, out):
+        # The conv's output is followed by an in-place ReLU: keep the original, let the ReLU have a copy.
+        saved["act"] = out
+        out.register_hook(lambda grad: saved.__setitem__("grad", grad))
+        return out.clone()
+
+    hook = layer.register_forward_hook(keep)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            images = images.detach().requires_grad_(True)
+            logits = model(images).float()
+            classes = logits.argmax(dim=1) if classes is None else torch.as_tensor(classes, device=logits.device)
+            model.zero_grad(set_to_none=True)
+            logits.gather(1, classes.view(-1, 1)).sum().backward()
+    finally:
+        hook.remove()
+        model.train(was_training)
+    weights = saved["grad"].float().mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * F.relu(saved["act"].float())).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    low = cam.amin(dim=(1, 2), keepdim=True)
+    high = cam.amax(dim=(1, 2), keepdim=True)
+    return ((cam - low) / (high - low).clamp_min(1e-8)).detach().cpu()
+
+
+def overlay(photo, heat, alpha=0.45):
+    """The photo (PIL, any size) with the heat map (H, W in [0, 1]) blended on top in 'jet' colours."""
+    from matplotlib import colormaps
+
+    photo = photo.convert("RGB")
+    heat_image = Image.fromarray(np.uint8(np.clip(np.asarray(heat), 0, 1) * 255)).resize(photo.size, Image.BILINEAR)
+    colours = colormaps["jet"](np.asarray(heat_image) / 255.0)[..., :3]
+    coloured = Image.fromarray(np.uint8(colours * 255))
+    return Image.blend(photo, coloured, alpha)
+
+
+def overlay_png(photo, heat, alpha=0.45):
+    """overlay() as PNG bytes (for the web page)."""
+    buffer = io.BytesIO()
+    overlay(photo, heat, alpha).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,120 @@
+"""`petalnet export`: a checkpoint as an ONNX or TorchScript file, checked against PyTorch on real photos.
+
+    petalnet export runs/seed --format onnx --out model.onnx      # + model.onnx.json: classes, size, mean, std
+    petalnet export runs/seed --format torchscript --out model.pt
+    petalnet export runs/seed --format onnx --out m.onnx --check-photos photos/
+
+After writing, the exported file's logits (ONNX Runtime for onnx) are compared with PyTorch's on real
+photos (the run's val photos, or --check-photos): the max absolute difference is printed and must be
+under 1e-4, else the export is reported as failed (exit 1) and the files are removed.
+"""
+
+import contextlib
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
+from petalnet.pipeline.preprocess import load_eval_photo, normalize_batch
+from petalnet.errors import StorageError, UserError, describe_os_error
+from petalnet.utils.fileio import atomic_path, write_json
+from petalnet.data.images import UnreadableImage, is_image_name
+from petalnet.inference.onnx import sidecar_path
+from petalnet.inference.photos import own_val_photos
+
+FORMATS = ("onnx", "torchscript")
+TOLERANCE = 1e-4
+CHECK_PHOTOS = 16
+
+
+def export_model(model, fmt, out, check_photos=None, log=print):
+    """Write `out` and its JSON sidecar; returns the parity check's max abs difference."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown --format '{fmt}': choose from {', '.join(FORMATS)}")
+    ckpt = load_checkpoint(model)
+    net = model_from_checkpoint(ckpt, model).eval()
+    spec, out = ckpt["meta"], Path(out)
+    batch = photo_batch(ckpt, model, check_photos)
+    if fmt == "onnx":
+        _require("onnx", "onnxscript", "onnxruntime")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            (_write_onnx if fmt == "onnx" else _write_torchscript)(net, spec.image_size, tmp)
+        write_json(sidecar_path(out), {**spec.to_dict(), "format": fmt, "input": "images", "output": "logits",
+                                       "layout": "NCHW float32, normalized with mean and std"})
+    except OSError as err:
+        raise StorageError(f"cannot write {out}: {describe_os_error(err)}") from None
+    with torch.no_grad():
+        expected = net(batch).numpy()
+    got = _exported_logits(out, fmt, batch)
+    diff = float(abs(got - expected).max())
+    log(f"wrote {out} and {sidecar_path(out)}; parity on {len(batch)} real photos: max |logit diff| {diff:.2e}")
+    if not diff < TOLERANCE:
+        out.unlink(missing_ok=True)
+        sidecar_path(out).unlink(missing_ok=True)
+        print(f"petalnet: error: exported logits differ from PyTorch's by {diff:.2e} (>= {TOLERANCE}); removed "
+              f"{out}", file=sys.stderr)
+    return diff
+
+
+def _require(*modules):
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"ONNX export needs {', '.join(missing)}: pip install 'petalnet[serve]'")
+
+
+def _write_onnx(net, size, path):
+    example = torch.zeros(2, 3, size, size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter's progress talk
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_shapes={"x": {0: batch}}, dynamo=True, external_data=False, verbose=False)
+
+
+def _write_torchscript(net, size, path):
+    example = torch.zeros(1, 3, size, size)
+    with warnings.catch_warnings():  # TorchScript's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(net, example), str(path))
+
+
+def _exported_logits(path, fmt, batch):
+    if fmt == "torchscript":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.load(str(path)).eval()(batch).numpy()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": batch.numpy()})[0]
+
+
+def photo_batch(ckpt, model, folder=None):
+    """Up to CHECK_PHOTOS real photos through the eval transform, normalized (fp32, NCHW)."""
+    if folder is not None:
+        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
+    else:
+        paths = own_val_photos(ckpt, model)[1]
+    images = []
+    for path in paths:
+        try:
+            images.append(load_eval_photo(path, ckpt["meta"]))
+        except UnreadableImage:
+            continue
+        if len(images) == CHECK_PHOTOS:
+            break
+    if not images:
+        raise UserError("no readable photos to check the export against: pass --check-photos DIR")
+    return normalize_batch(torch.stack(images), ckpt["meta"].mean, ckpt["meta"].std)
+
+
+def run_export(model, fmt, out, check_photos=None):
+    return 0 if export_model(model, fmt, out, check_photos) < TOLERANCE else 1
+

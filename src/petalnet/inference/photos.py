@@ -1,0 +1,57 @@
+"""Which labelled photos a checkpoint is scored on: its run's own val photos, or a folder the user names.
+
+    name, paths, labels = evaluation_photos(ckpt, "runs/seed", data=None)    # the run's val split
+    name, paths, labels = evaluation_photos(ckpt, "runs/seed", data="new/")  # class folders or train/val
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from petalnet.data.check import scan_photos
+from petalnet.data.folders import find_classes, is_split_layout, require_folder
+from petalnet.data.split import split_paths
+from petalnet.errors import UserError
+
+
+def run_folder_of(model_path):
+    model_path = Path(model_path)
+    return model_path if model_path.is_dir() else model_path.parent
+
+
+def own_val_photos(ckpt, model_path):
+    """The val photos of the run that wrote this checkpoint: (name, paths, labels)."""
+    run = run_folder_of(model_path)
+    config = ckpt.get("config", {})
+    split_file = run / "split.json"
+    if split_file.is_file():
+        split = json.loads(split_file.read_text())
+        return "val", split_paths(split, "val", split["source"]), [label for _, label in split["val"]]
+    if config.get("layout") == "train/val":
+        return "val", *folder_photos(Path(config["data"]) / "val", ckpt["meta"].classes)
+    raise UserError(f"cannot find the val photos of {run}: pass --data DIR")
+
+
+def folder_photos(root, classes):
+    """Readable photos of a folder of class folders, labelled with the checkpoint's class indices."""
+    root = require_folder(root)
+    found = find_classes(root)
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise UserError(f"class names differ: {root} has {{{', '.join(found)}}}, the model knows "
+                        f"{{{', '.join(classes)}}}")
+    scan = scan_photos(root, classes)
+    if scan.unreadable:
+        print(f"left out {len(scan.unreadable)} unreadable file(s): "
+              + ", ".join(str(p.relative_to(root)) for p in scan.unreadable), file=sys.stderr)
+    paths, labels, _ = scan.readable()
+    return paths, labels
+
+
+def evaluation_photos(ckpt, model_path, data):
+    if data is None:
+        return own_val_photos(ckpt, model_path)
+    root = require_folder(data)
+    if is_split_layout(root):
+        root = root / "val"
+    return root.name, *folder_photos(root, ckpt["meta"].classes)

@@ -1,0 +1,36 @@
+"""What a trained model needs to classify a photo, apart from its weights: stored in every checkpoint
+(as `meta`) and beside every exported file (model.onnx.json), read by predict, evaluate, export and serve.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+from petalnet.errors import UserError
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    model: str  # the network's name (models/networks.py)
+    classes: tuple[str, ...]  # class names, in the order of the model's outputs
+    image_size: int  # the photo's side in pixels as the model sees it
+    eval_resize: str = "squash"  # squash to image_size x image_size, or center_crop (short side / 0.875, crop)
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # normalization: (x / 255 - mean) / std, per channel
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    tta_flip: bool = False  # average the logits of each photo and its mirror image
+
+    @classmethod
+    def from_dict(cls, meta, source="checkpoint"):
+        """From a checkpoint's `meta` (or an export's sidecar JSON); one line if a key is missing."""
+        try:
+            values = {f.name: meta[f.name] for f in dataclasses.fields(cls) if f.name in meta}
+            spec = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        except (TypeError, KeyError):
+            missing = [f.name for f in dataclasses.fields(cls) if f.name not in (meta or {})][:3]
+            raise UserError(f"{source} lacks what a model needs to classify ({', '.join(missing)})") from None
+        return spec
+
+    def to_dict(self):
+        """Plain JSON, keys in the order 0.2.0 wrote them."""
+        return {"classes": list(self.classes), "image_size": self.image_size, "model": self.model,
+                "eval_resize": self.eval_resize, "mean": list(self.mean), "std": list(self.std),
+                "tta_flip": self.tta_flip}

@@ -1,0 +1,53 @@
+"""The photos of a run: a train/val layout as it is, or a folder of class folders split on the fly.
+
+    photos = load_data(root, config)       # TrainData: classes, train and val paths and labels
+"""
+
+from dataclasses import dataclass, field
+
+from petalnet.data.check import scan_photos
+from petalnet.data.folders import find_classes, is_split_layout, require_folder
+from petalnet.data.split import make_split, split_paths
+from petalnet.errors import UserError
+
+
+@dataclass
+class TrainData:
+    classes: list
+    train_paths: list
+    train_labels: list
+    val_paths: list
+    val_labels: list
+    layout: str
+    left_out: list = field(default_factory=list)  # [{"path", "error"}] unreadable photos
+    split: dict = None  # the split record when petalnet split a folder of class folders
+
+
+def load_data(root, config, saved_split=None, progress=True):
+    """Find the photos: a train/val layout as is, or a folder of class folders split on the fly."""
+    root = require_folder(root)
+    if is_split_layout(root):
+        return _load_split_layout(root, progress)
+    split = saved_split or make_split(root, config.val_fraction, config.seed, progress=progress)
+    train_paths, val_paths = split_paths(split, "train", root), split_paths(split, "val", root)
+    return TrainData(classes=split["classes"], train_paths=train_paths, val_paths=val_paths,
+                     train_labels=[label for _, label in split["train"]],
+                     val_labels=[label for _, label in split["val"]],
+                     layout="class folders", left_out=split["left_out"], split=split)
+
+
+def _load_split_layout(root, progress):
+    classes = find_classes(root / "train")
+    extra = sorted(set(find_classes(root / "val")) - set(classes))
+    if extra:
+        raise UserError(f"val has classes that train lacks: {', '.join(extra)} (train has {', '.join(classes)})")
+    train_scan = scan_photos(root / "train", classes, progress=progress, desc="checking train photos")
+    val_scan = scan_photos(root / "val", classes, progress=progress, desc="checking val photos")
+    train_paths, train_labels, _ = train_scan.readable()
+    val_paths, val_labels, _ = val_scan.readable()
+    if not val_paths:
+        raise UserError(f"no readable photos in {root / 'val'}")
+    left_out = [{"path": str(p.relative_to(root)), "error": why}
+                for scan in (train_scan, val_scan) for p, why in scan.unreadable.items()]
+    return TrainData(classes=classes, train_paths=train_paths, train_labels=train_labels, val_paths=val_paths,
+                     val_labels=val_labels, layout="train/val", left_out=left_out)

@@ -1,0 +1,89 @@
+"""Pictures of a run, drawn with matplotlib's file-only backend and saved atomically."""
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from petalnet.errors import UserError  # noqa: E402
+from petalnet.utils.fileio import atomic_path  # noqa: E402
+
+
+def picture_format(path):
+    """The matplotlib format a path's suffix asks for (png when there is none), or UserError."""
+    kind = Path(path).suffix.lower().lstrip(".") or "png"
+    kind = "jpeg" if kind == "jpg" else kind
+    if kind not in ("png", "jpeg", "pdf", "svg"):
+        raise UserError(f"cannot save a picture as .{kind}: use .png, .jpg, .pdf or .svg")
+    return kind
+
+
+def save_figure(fig, path, dpi=100):
+    """Save as the path's suffix says (png, jpg, pdf, svg)."""
+    kind = picture_format(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=kind, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_curves(history, path, title="training curves"):
+    """Loss (train and val) and val accuracy per epoch, side by side."""
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
+    ax_loss.plot(epochs, [row["val_loss"] for row in history], "o-", label="val")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [row["val_acc"] for row in history], "o-", color="tab:green")
+    best = max(history, key=lambda row: row["val_acc"])
+    ax_acc.annotate(f"best {best['val_acc']:.3f}", (best["epoch"], best["val_acc"]),
+                    textcoords="offset points", xytext=(0, -14), ha="center")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy", title="val accuracy", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def image_grid(tiles, path, title=None, columns=6):
+    """Save [(PIL image, caption), ...] as one picture: a single photo, or a labelled grid."""
+    columns = min(columns, len(tiles))
+    rows = -(-len(tiles) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, caption) in zip(axes.flat, tiles):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=9 if columns > 1 else 12)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_confusion(confusion, classes, path, title="confusion matrix"):
+    """Counts and row-normalized (recall) matrices side by side, true class on the rows."""
+    counts = np.asarray(confusion, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    normalized = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    size = 1.6 + 0.7 * len(classes)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 0.5, size))
+    for ax, values, name, fmt in ((axes[0], counts, "counts", "{:.0f}"),
+                                  (axes[1], normalized, "row-normalized (recall)", "{:.2f}")):
+        ax.imshow(values, cmap="Blues", vmin=0, vmax=max(values.max(), 1e-9))
+        ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true",
+               title=name)
+        ax.set_xticklabels(classes, rotation=45, ha="right")
+        ax.set_yticklabels(classes)
+        peak = values.max() or 1
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if values[i, j] > 0.6 * peak else "black")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
