@@ -17,12 +17,12 @@ from pathlib import Path
 
 from petalnet.data.check import scan_photos
 from petalnet.errors import UserError
+from petalnet.utils.fields import check_number
 from petalnet.utils.fileio import fsync_dir, write_json
 
 
 def check_fraction(val_fraction):
-    if not 0.0 < val_fraction < 1.0:
-        raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    check_number("val_fraction", val_fraction, above=0, below=1)
 
 
 def split_indices(labels, digests, num_classes, val_fraction, seed):

@@ -3,6 +3,7 @@
 import torch
 
 from petalnet.errors import UserError
+from petalnet.utils.fields import SettingError
 
 
 def pick_device(name="auto"):
@@ -19,12 +20,12 @@ def pick_device(name="auto"):
         raise UserError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA GPU is available on this machine (try --device auto)")
+            raise SettingError("device", "{} cuda: no CUDA GPU is available on this machine (try auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+            raise SettingError("device", f"{{}} {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     elif device.type == "mps":
         if not _mps_available():
-            raise UserError("--device mps: Apple's MPS is not available on this machine (try --device auto)")
+            raise SettingError("device", "{} mps: Apple's MPS is not available on this machine (try auto)")
     elif device.type != "cpu":
         raise UserError(f"unsupported device '{name}': use auto, cpu, cuda, cuda:N or mps")
     return device

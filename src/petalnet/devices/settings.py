@@ -32,10 +32,9 @@ from pathlib import Path
 
 import torch
 
-from petalnet.errors import UserError
 from petalnet.utils.cores import cpu_count
 from petalnet.devices.options import DeviceOptions
-from petalnet.utils.fields import check_fields
+from petalnet.utils.fields import SettingError, check_fields
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -132,9 +131,9 @@ def _mallopt_heap_reuse():
 
 def _check_amp(amp, device):
     if amp == "fp16" and device.type != "cuda":
-        raise UserError(f"--amp fp16 needs a CUDA GPU (this run is on {device.type}); use bf16 or off")
+        raise SettingError("amp", f"{{}} fp16 needs a CUDA GPU (this run is on {device.type}); use bf16 or off")
     if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError("--amp bf16: this GPU has no bf16; use fp16 or off")
+        raise SettingError("amp", "{} bf16: this GPU has no bf16; use fp16 or off")
 
 
 def _fused_optimizer(device, choice):
@@ -144,7 +143,8 @@ def _fused_optimizer(device, choice):
     if choice == "auto":
         return supported, f"{device.type}: {'a' if supported else 'no'} fused optimizer kernel in torch"
     if choice == "on" and not supported:
-        raise UserError(f"--fused-optimizer on: torch has no fused optimizer for {device.type}; use auto or off")
+        raise SettingError("fused_optimizer", f"{{}} on: torch has no fused optimizer for {device.type}; use auto or "
+                           "off")
     return choice == "on", "--fused-optimizer"
 
 

@@ -24,6 +24,7 @@ from petalnet.utils.fileio import atomic_path, write_json
 from petalnet.data.images import UnreadableImage, is_image_name
 from petalnet.inference.onnx import sidecar_path
 from petalnet.inference.photos import own_val_photos
+from petalnet.utils.fields import check_choice
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-4
@@ -32,8 +33,7 @@ CHECK_PHOTOS = 16
 
 def export_model(model, fmt, out, check_photos=None, log=print):
     """Write `out` and its JSON sidecar; returns the parity check's max abs difference."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown --format '{fmt}': choose from {', '.join(FORMATS)}")
+    check_choice("format", fmt, FORMATS)
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, model).eval()
     spec, out = ckpt["meta"], Path(out)

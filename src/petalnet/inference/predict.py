@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from petalnet.errors import StorageError, UserError
+from petalnet.utils.fields import check_number
 from petalnet.data.images import is_image_name
 
 PLOT_LIMIT = 36  # photos in a --plot grid
@@ -43,9 +44,8 @@ def format_record(record):
 def run_predict(model, paths, topk=3, as_json=False, plot=None, device="auto", batch_size=64, workers=0,
                 explain=None):
     """Print one line per input; returns the exit code (0 all classified, 1 some failed)."""
-    for flag, value in (("--topk", topk), ("--batch-size", batch_size)):
-        if value < 1:
-            raise UserError(f"{flag} must be at least 1, got {value}")
+    check_number("topk", topk, at_least=1)
+    check_number("batch_size", batch_size, at_least=1)
     if plot:
         from petalnet.utils.plots import picture_format  # matplotlib only when a picture is asked for
 

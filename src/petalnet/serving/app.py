@@ -34,6 +34,7 @@ from petalnet.models.checkpoint import load_checkpoint
 from petalnet.inference.classifier import load_classifier
 from petalnet.pipeline.preprocess import eval_tensor
 from petalnet.errors import UserError
+from petalnet.utils.fields import check_number
 from petalnet.data.images import UnreadableImage, open_photo, small_copy
 
 MAX_BATCH, MAX_WAIT_S = 32, 0.005
@@ -221,12 +222,9 @@ def app_from_environment():
 def run_server(model_path, host="127.0.0.1", port=8000, workers=1, device="auto", max_upload_mb=10.0):
     import uvicorn
 
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    if not 0 < port < 65536:
-        raise UserError(f"--port must be between 1 and 65535, got {port}")
-    if max_upload_mb <= 0:
-        raise UserError(f"--max-upload-mb must be greater than 0, got {max_upload_mb}")
+    check_number("workers", workers, at_least=1)
+    check_number("port", port, at_least=1, at_most=65535)
+    check_number("max_upload_mb", max_upload_mb, above=0)
     app = create_app(model_path, device, max_upload_mb)  # fails here, in one line, for a bad model
     print(f"serving {Path(model_path)} on http://{host}:{port}/  (API description: /docs)", flush=True)
     if workers == 1:
