@@ -56,6 +56,18 @@ class RunFacts:
     classes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Request:
+    """What the caller of train() asked for."""
+    data: str | None  # None: the resumed run's, else $PETALNET_DATA
+    out: str
+    recipe: str | None
+    overrides: dict  # TrainConfig setting name -> value; None means the recipe's
+    options: DeviceOptions
+    resume: bool
+    overwrite: bool
+
+
 @dataclass
 class Session:
     """This process's part in a run: where it runs and what it may print."""
@@ -77,9 +89,9 @@ def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto"
     rank_log = RankLog(processes)  # under torchrun: RUN/logs/rank-K.log, once the run folder exists
     log = _also_into(rank_log, log if processes.is_main else None)
     session = Session(processes, device, None, progress and processes.is_main, log)
+    request = Request(data, out, recipe, dict(overrides or {}), options or DeviceOptions(), resume, overwrite)
     try:
-        return _train(data, out, (recipe, overrides, options or DeviceOptions()), (resume, overwrite), session,
-                      rank_log)
+        return _train(request, session, rank_log)
     except (Exception, Terminated) as err:
         stop = rank_log.stopped(err)  # another process of the run died first: say which, in one line
         if stop is None:
@@ -99,13 +111,12 @@ def _also_into(rank_log, log):
     return both
 
 
-def _train(data, out, asked, mode, session, rank_log):
-    started, (recipe, overrides, options), (resume, overwrite) = time.perf_counter(), asked, mode
-    processes, log = session.processes, session.log
-    runs.check_run_folder(out, resume, overwrite)
-    config, previous, data = _config_of(out, recipe, overrides, resume, log, data)
-    session.settings = device_settings(session.device, config.pipeline, options)
-    photos = load_data(data, config, _saved_split(out) if resume else None, session.progress)
+def _train(request, session, rank_log):
+    started, processes, log, out = time.perf_counter(), session.processes, session.log, request.out
+    runs.check_run_folder(out, request.resume, request.overwrite)
+    config, previous, data = _config_of(request, log)
+    session.settings = device_settings(session.device, config.pipeline, request.options)
+    photos = load_data(data, config, _saved_split(out) if request.resume else None, session.progress)
     if len(photos.val_paths) < processes.world:
         raise UserError(f"{len(photos.val_paths)} val photos cannot be shared by {processes.world} processes")
     if photos.left_out:
@@ -114,8 +125,8 @@ def _train(data, out, asked, mode, session, rank_log):
             log(f"  {row['path']}: {row['error']}")
     facts = RunFacts(data=str(Path(data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
     distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
-    run = runs.start_run_folder(out, overwrite) if processes.is_main else Path(out)
-    rank_log.open(run, resume)
+    run = runs.start_run_folder(out, request.overwrite) if processes.is_main else Path(out)
+    rank_log.open(run, request.resume)
     log(f"device: {describe(session.device)} x {processes.world} process(es); {len(photos.train_paths)} train / "
         f"{len(photos.val_paths)} val photos, {len(photos.classes)} classes; run folder {run}")
     settings = to_dict(session.settings)
@@ -128,18 +139,18 @@ def _train(data, out, asked, mode, session, rank_log):
     return fit(run, config, facts, photos, session, previous, started)
 
 
-def _config_of(out, recipe, overrides, resume, log, data):
+def _config_of(request, log):
     """(config, last.pt's contents or None, data folder) of a new run or of the run being resumed."""
-    last = Path(out) / "last.pt"
-    previous = load_checkpoint(last) if resume and last.is_file() else None
+    last, data, overrides = Path(request.out) / "last.pt", request.data, request.overrides
+    previous = load_checkpoint(last) if request.resume and last.is_file() else None
     if previous:
         config, data = resumed_config(previous["config"], overrides, log), data or previous["config"]["data"]
-    elif resume:  # stopped before its first epoch ended: start again with the saved settings
-        saved = runs.unfinished_config(out)
+    elif request.resume:  # stopped before its first epoch ended: start again with the saved settings
+        saved = runs.unfinished_config(request.out)
         config, data = resumed_config(saved, overrides, log), data or saved["data"]
-        log(f"no finished epoch in {out} yet: starting it again from epoch 1 with its saved settings")
+        log(f"no finished epoch in {request.out} yet: starting it again from epoch 1 with its saved settings")
     else:
-        config, data = resolve_config(recipe, overrides), data or default_data_dir()
+        config, data = resolve_config(request.recipe, overrides), data or default_data_dir()
     if data is None:
         raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
     return config, previous, data
