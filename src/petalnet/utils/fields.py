@@ -56,14 +56,38 @@ def check_fields(obj):
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value, meta = getattr(obj, f.name), f.metadata
+        _check_type(f.name, value, hints[f.name])
         if meta.get("choices") is not None and value is not None:
             check_choice(f.name, value, meta["choices"])
         if meta.get("bounds") and value is not None:
             for item in value if isinstance(value, tuple) else (value,):
                 _check_bounds(f.name, item, meta["bounds"])
-        size = _tuple_size(hints[f.name])
-        if size and (not isinstance(value, tuple) or len(value) != size):
-            raise SettingError(f.name, f"{{}} must be {size} numbers, got {value}")
+
+
+def _check_type(name, value, hint):
+    """`value` is of the field's type: int, float (an int will do), str, bool, a tuple of n numbers, or
+    any of these or None (Optional)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None:
+            return
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        kinds = typing.get_args(hint)
+        if not (isinstance(value, tuple) and len(value) == len(kinds) and all(map(_is_a, value, kinds))):
+            raise SettingError(name, f"{{}} must be a tuple of {len(kinds)} numbers, got {value!r}")
+    elif not _is_a(value, hint):
+        kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(hint, hint)
+        raise SettingError(name, f"{{}} must be {kind}, got {value!r}")
+
+
+def _is_a(value, kind):
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _shown(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 _TESTS = {"at_least": lambda v, b: v >= b, "above": lambda v, b: v > b, "at_most": lambda v, b: v <= b,
@@ -105,11 +129,7 @@ def from_dict(cls, values, defaults=None):
 
 def to_dict(obj):
     """Plain JSON values (tuples become lists), in field order."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-
-
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
+    return {f.name: _shown(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def on_off(text):
@@ -142,7 +162,3 @@ def _flag_type(hint):
     if typing.get_origin(hint) is tuple:
         return args[0], len(args)
     return (on_off if hint is bool else hint), None
-
-
-def _tuple_size(hint):
-    return len(typing.get_args(hint)) if typing.get_origin(hint) is tuple else None
