@@ -1,23 +1,29 @@
-"""Shared fixtures: real photos from $PETALNET_DATA, generated images, and one small trained run.
+"""Shared fixtures: made-up photos (no dataset needed), one small trained run, and real photos when
+$PETALNET_DATA names them.
 
-Training costs ~30 ms per 224 px image on a 2-core CPU, so the suite trains once per session on a few
-real photos at 64 px and reuses that run wherever a test is not about training itself.
+Every test that is not about real photos runs on `made_photos` (imagegen.flower_image: five classes told
+apart by colour), so a fresh clone without the dataset still covers the code. Training costs ~30 ms per
+224 px image on a 2-core CPU, so the suite trains once per session at 64 px and reuses that run wherever
+a test is not about training itself.
 """
 
 import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: no bars in test logs
 
+import csv  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from imagegen import flower_image, make_flower_folders  # noqa: E402
 from petalnet.cli import main  # noqa: E402
 
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 SMALL_SIZE = "64"  # pixels: the trained fixture's image size
+SMALL = ["--recipe", "seed", "--image-size", SMALL_SIZE, "--device", "cpu"]  # a small, quick run
 
 
 def flower_dir():
@@ -36,27 +42,39 @@ def flowers():
     return path
 
 
-def link_subset(src, dst, per_class, offset=0):
-    """A folder of class folders holding symlinks to `per_class` real photos of each class."""
-    for name in CLASSES:
-        (dst / name).mkdir(parents=True)
-        for photo in sorted((src / name).iterdir())[offset:offset + per_class]:
-            (dst / name / photo.name).symlink_to(photo)
-    return dst
+@pytest.fixture(scope="session")
+def made_photos(tmp_path_factory):
+    """20 made-up photos per class of CLASSES: 18 train / 2 val after the default split."""
+    return make_flower_folders(tmp_path_factory.mktemp("made") / "photos", CLASSES, 20)
 
 
 @pytest.fixture(scope="session")
-def few_photos(flowers, tmp_path_factory):
-    """20 real photos per class (as symlinks): 18 train / 2 val after the default split."""
-    return link_subset(flowers, tmp_path_factory.mktemp("few") / "photos", 20)
+def unseen_photos(tmp_path_factory):
+    """4 more made-up photos per class, none of them in made_photos."""
+    return make_flower_folders(tmp_path_factory.mktemp("unseen") / "unseen", CLASSES, 4, start_seed=500)
 
 
 @pytest.fixture(scope="session")
-def trained_run(few_photos, tmp_path_factory):
-    """One run trained through the CLI: recipe seed, 64 px, 2 epochs, on `few_photos`."""
+def sample_photos(tmp_path_factory):
+    """Photos for pixel-level comparisons: made-up ones of every shape, plus 5 real ones with $PETALNET_DATA."""
+    folder = tmp_path_factory.mktemp("samples")
+    paths = []
+    for k in range(8):
+        paths.append(folder / f"made_{k}.jpg")
+        flower_image(k % len(CLASSES), 900 + k).save(paths[-1], quality=92)
+    real = flower_dir()
+    if real is not None and real.is_dir():
+        paths += [sorted((real / name).iterdir())[3 * k] for k, name in enumerate(CLASSES)]
+    return paths
+
+
+@pytest.fixture(scope="session")
+def trained_run(made_photos, tmp_path_factory):
+    """One run trained through the CLI: recipe seed, 64 px, 2 epochs, on `made_photos`.
+
+    Tests read it; a test that changes a run works on a copy (shutil.copytree)."""
     run = tmp_path_factory.mktemp("runs") / "small"
-    code = main(["train", "--recipe", "seed", "--data", str(few_photos), "--out", str(run), "--epochs", "2",
-                 "--image-size", SMALL_SIZE, "--device", "cpu"])
+    code = main(["train", "--data", str(made_photos), "--out", str(run), "--epochs", "2", *SMALL])
     assert code == 0
     return run
 
@@ -80,6 +98,16 @@ def shown(done, limit=20_000):
 
 def run_petalnet(*args, env=None, timeout=300):
     """Run `python -m petalnet` in a child process (for exit codes and what reaches the terminal)."""
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, "TQDM_DISABLE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "petalnet", *map(str, args)], capture_output=True,
                           text=True, env=full_env, timeout=timeout)
+
+
+def metrics(run, drop_timings=True):
+    """metrics.csv's rows as dicts of strings; without the timing columns, which differ run to run."""
+    with open(Path(run) / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if drop_timings:
+        timings = ("epoch_seconds", "train_images_per_s", "elapsed_s")
+        rows = [{k: v for k, v in row.items() if k not in timings} for row in rows]
+    return rows

@@ -81,3 +81,36 @@ def bomb_png(width=30000, height=30000):
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
             + chunk(b"IEND", b""))
+
+
+# Five hues, one per class of conftest.CLASSES: a model can tell the made-up classes apart by colour.
+CLASS_HUES = ((235, 235, 240), (250, 210, 30), (200, 30, 60), (250, 160, 20), (220, 60, 200))
+SHAPES = ((160, 120), (120, 160), (200, 120), (144, 144))  # landscape, portrait, wide, square
+
+
+def flower_image(label, seed, size=None):
+    """A smooth, photo-like made-up picture of class `label`: a soft disc of the class's colour on a
+    gradient of two random colours. Smooth like a photo (resizing it is well defined to a grey level or
+    two), unlike noise_image; the size cycles through SHAPES unless given."""
+    rng = np.random.default_rng(seed)
+    width, height = size or SHAPES[seed % len(SHAPES)]
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    start, end = rng.uniform(20, 200, (2, 3)).astype(np.float32)
+    across = (x / width * 0.6 + y / height * 0.4)[..., None]
+    picture = start * (1 - across) + end * across
+    cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+    radius = rng.uniform(0.2, 0.35) * min(width, height)
+    inside = np.clip((radius - np.hypot(y - cy, x - cx)) / 4.0, 0.0, 1.0)[..., None]  # a 4 px soft edge
+    colour = np.asarray(CLASS_HUES[label % len(CLASS_HUES)], np.float32) + rng.uniform(-20, 20, 3)
+    picture = picture * (1 - inside) + colour * inside
+    return Image.fromarray(np.clip(np.rint(picture), 0, 255).astype(np.uint8))
+
+
+def make_flower_folders(root, classes, per_class, start_seed=0):
+    """root/<class>/made_<k>.jpg: `per_class` flower_image photos of each class, all different."""
+    for label, name in enumerate(classes):
+        for k in range(per_class):
+            path = root / name / f"made_{k:03d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flower_image(label, start_seed + label * 1000 + k).save(path, quality=92)
+    return root

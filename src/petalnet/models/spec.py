@@ -25,7 +25,8 @@ class InferenceSpec:
             values = {f.name: meta[f.name] for f in dataclasses.fields(cls) if f.name in meta}
             spec = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
         except (TypeError, KeyError):
-            missing = [f.name for f in dataclasses.fields(cls) if f.name not in (meta or {})][:3]
+            missing = [f.name for f in dataclasses.fields(cls)
+                       if f.name not in (meta or {}) and f.default is dataclasses.MISSING][:3]
             raise UserError(f"{source} lacks what a model needs to classify ({', '.join(missing)})") from None
         return spec
 

@@ -1,4 +1,5 @@
-"""`petalnet serve`: the API, its limits, a load test, and the web page in a real browser."""
+"""`petalnet serve` (serving/app.py, client.py): the API, its limits, a load test, and the web page in a
+real browser."""
 
 import json
 import random
@@ -8,24 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli
+from conftest import cli, run_petalnet, shown
 from imagegen import bomb_png, truncated_jpeg
-from petalnet.client import get_json as get
-from petalnet.client import ServerProcess, post_photos
+from petalnet.serving.client import get_json as get
+from petalnet.serving.client import post_photos
+from server_process import ServerProcess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    running = ServerProcess(trained_run, "--max-upload-mb", "2")
+    running = ServerProcess(trained_run, "--max-upload-mb", "2", "--device", "cpu")
     yield running
-    assert "Traceback" not in running.stop()
+    stderr = running.stop()
+    assert "Traceback" not in stderr, stderr
 
 
 @pytest.fixture(scope="module")
-def photos(few_photos):
-    return sorted(p for p in few_photos.rglob("*.jpg"))[:12]
+def photos(made_photos):
+    return sorted(made_photos.rglob("*.jpg"))[::8]
 
 
 def test_health_model_and_openapi(server, trained_run):
@@ -33,7 +36,8 @@ def test_health_model_and_openapi(server, trained_run):
     status, info = get(server.url + "/model")
     assert status == 200 and info["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     assert info["model"] == "alexnet_half" and info["input_size"] == 64
-    assert info["training"]["val_acc"] is not None
+    assert info["training"]["recipe"] == "seed" and info["training"]["pipeline"] == "cache"
+    assert info["training"]["val_acc"] is not None and info["eval_resize"] == "squash" and info["mean"] == [0.5] * 3
     assert "/predict" in get(server.url + "/openapi.json")[1]["paths"]
 
 
@@ -86,12 +90,15 @@ def test_load_200_requests_from_20_clients_mixing_good_broken_and_oversized(serv
     assert get(server.url + "/health")[0] == 200
 
 
-def test_bad_model_fails_before_serving_in_one_line(tmp_path):
-    from conftest import run_petalnet, shown
-
+def test_bad_model_or_flags_fail_before_serving_in_one_line(trained_run, tmp_path, capsys):
     done = run_petalnet("serve", tmp_path / "nothing", "--port", "1")
     assert done.returncode == 2 and "no such checkpoint" in done.stderr, shown(done)
-    assert "Traceback" not in done.stderr, shown(done)
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, shown(done)
+    for flags, says in ((["--port", "0"], "--port must be in [1, 65535], got 0"),
+                        (["--workers", "0"], "--workers must be at least 1, got 0"),
+                        (["--max-upload-mb", "0"], "--max-upload-mb must be greater than 0")):
+        assert cli("serve", trained_run, *flags) == 2
+        assert says in capsys.readouterr().err
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")

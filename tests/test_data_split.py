@@ -7,7 +7,7 @@ import pytest
 
 from conftest import cli
 from imagegen import make_class_folders
-from petalnet.split import make_split
+from petalnet.data.split import make_split
 
 
 def sides(out):

@@ -1,20 +1,26 @@
-"""Batch augmentation and decoded photos against torchvision: distributions, pixels, eval tensors."""
+"""pipeline/augment.py: batch augmentation against torchvision (crop-box distributions, pixels), the
+per-photo policies, random erasing and MixUp/CutMix."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
 from imagegen import noise_image
-from petalnet.augment import resized_crops, sample_crop_boxes, sample_flips
-from petalnet.cache import decode_train_photos
-from petalnet.decode import decode_photo, eval_tensor, pil_to_uint8
-from petalnet.pipeline import CachedTrainBatches
-from petalnet.recipes import SEED
-from petalnet.transforms import eval_transform
+from petalnet.config.train import TrainConfig
+from petalnet.devices.settings import DeviceSettings
+from petalnet.pipeline.augment import (batch_mixer, erase_boxes, photo_policy, resized_crops, sample_crop_boxes,
+                                       sample_flips)
+from petalnet.pipeline.cache import decode_train_photos
+from petalnet.pipeline.decode import decode_photo
+from petalnet.pipeline.loaders import CachedTrainBatches
+
+SEED = TrainConfig()  # the seed recipe: TrainConfig's defaults
 
 DRAWS = 4000
 KS_CRITICAL = 1.95 * math.sqrt(2 / DRAWS)  # two-sample Kolmogorov-Smirnov, alpha = 0.001
@@ -74,24 +80,27 @@ def test_boxes_always_fit_inside_the_photo():
     assert bool((top + h <= heights).all() and (left + w <= widths).all())
 
 
-def test_crops_match_torchvision_resized_crop_pixel_for_pixel(flowers):
-    photo = decode_photo(sorted((flowers / "roses").iterdir())[0])
-    canvas, index = photo[None].contiguous(memory_format=torch.channels_last), torch.zeros(1, dtype=torch.long)
+def test_crops_match_torchvision_resized_crop_pixel_for_pixel(sample_photos):
+    for path in sample_photos:
+        photo = decode_photo(path)
+        canvas, index = photo[None].contiguous(memory_format=torch.channels_last), torch.zeros(1, dtype=torch.long)
+        height, width = photo.shape[1:]
+        for box in ([10, 20, 60, 90], [0, 0, height, width], [30, 40, height - 30, width - 40]):
+            mine = resized_crops(canvas, index, torch.tensor([box]), 64)[0]
+            reference = TF.resized_crop(photo, *box, size=[64, 64], antialias=True)
+            assert (mine.int() - reference.int()).abs().max() <= 1, (path, box)
+
+
+def test_gpu_method_roi_align_agrees_with_the_cpu_method(sample_photos):
+    photo = decode_photo(sample_photos[1])
     height, width = photo.shape[1:]
-    for box in ([10, 20, 100, 150], [0, 0, height, width], [30, 40, height - 30, width - 40]):
-        mine = resized_crops(canvas, index, torch.tensor([box]), 64)[0]
-        reference = TF.resized_crop(photo, *box, size=[64, 64], antialias=True)
-        assert (mine.int() - reference.int()).abs().max() <= 1
-
-
-def test_gpu_method_roi_align_agrees_with_the_cpu_method(flowers):
-    photo = decode_photo(sorted((flowers / "tulips").iterdir())[0])
     canvas = photo[None].expand(3, -1, -1, -1).contiguous(memory_format=torch.channels_last)
-    boxes = torch.tensor([[5, 5, 60, 80], [0, 0, photo.shape[1], photo.shape[2]], [20, 30, 150, 120]])
+    boxes = torch.tensor([[5, 5, 60, 80], [0, 0, height, width], [20, 30, height - 30, width - 40]])
     index = torch.arange(3)
     loop = resized_crops(canvas, index, boxes, 112, "loop").float()
     roi = resized_crops(canvas, index, boxes, 112, "roi")
     assert (loop - roi).abs().mean() < 3.0  # of 255: different antialias filters, same picture
+    assert (loop - roi.flip(0)).abs().mean() > 3.0  # other boxes are told apart: the test can fail
 
 
 def test_portrait_photos_stored_transposed_come_out_upright(tmp_path):
@@ -100,8 +109,8 @@ def test_portrait_photos_stored_transposed_come_out_upright(tmp_path):
     noise_image(2, size=(90, 60)).save(landscape)
     photos = decode_train_photos([portrait, landscape], [0, 1], short_side=200)
     assert photos.transposed.tolist() == [True, False]
-    config = {**SEED, "image_size": 32}
-    batches = CachedTrainBatches(photos, config, "cpu", {"channels_last": False})
+    config = dataclasses.replace(SEED, image_size=32)
+    batches = CachedTrainBatches(photos, config, "cpu", DeviceSettings(channels_last=False))
     box = torch.tensor([[10, 5, 70, 50], [5, 10, 50, 70]])  # upright boxes, one per photo
     out = batches.render(torch.arange(2), box, torch.tensor([True, False]))
     for k, path in enumerate([portrait, landscape]):
@@ -111,26 +120,34 @@ def test_portrait_photos_stored_transposed_come_out_upright(tmp_path):
         assert (out[k].int() - reference.int()).abs().max() <= 1
 
 
-@pytest.mark.parametrize("eval_resize", ["squash", "center_crop"])
-def test_eval_tensor_matches_torchvisions_eval_transform(flowers, eval_resize):
-    from PIL import Image
+def test_photo_policy_gives_each_photo_its_own_draw():
+    assert photo_policy(SEED) is None
+    torch.manual_seed(0)
+    photo = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    batch = photo.expand(16, 3, 48, 48).contiguous()
+    out = photo_policy(dataclasses.replace(SEED, auto_augment="trivial"))(batch)
+    assert out.shape == batch.shape and out.dtype == torch.uint8
+    assert len({tuple(image.flatten()[:200].tolist()) for image in out}) >= 4  # not one op for the whole batch
+    jitter = photo_policy(dataclasses.replace(SEED, color_jitter=0.4))(batch)
+    assert not torch.equal(jitter[0], jitter[1])
 
-    meta = {"image_size": 96, "eval_resize": eval_resize, "mean": [0.5] * 3, "std": [0.5] * 3}
-    for path in sorted((flowers / "daisy").iterdir())[:5]:
-        image = Image.open(path).convert("RGB")
-        mine = eval_tensor(image, meta).float() / 255 * 2 - 1
-        reference = eval_transform(meta)(image)  # the PIL path: Pillow's resize
-        assert mine.shape == reference.shape
-        assert (mine - reference).abs().mean() < 2 / 255
+
+def test_random_erasing_zeroes_one_box_per_photo():
+    images = torch.ones(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    erased = erase_boxes(images, p=1.0)
+    zero_fraction = (erased == 0).float().mean(dim=(1, 2, 3))
+    assert bool(((zero_fraction > 0) & (zero_fraction < 0.5)).all())
+    assert erased.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(erase_boxes(images, p=0.0), images)
 
 
-def test_big_jpegs_are_decoded_reduced_but_never_below_the_asked_short_side(tmp_path):
-    from PIL import Image
-
-    path = tmp_path / "big.jpg"
-    noise_image(4, size=(40, 30)).resize((2400, 1800), Image.BICUBIC).save(path, quality=90)  # smooth
-    full, reduced = decode_photo(path), decode_photo(path, reduce_to=256)
-    assert full.shape == (3, 1800, 2400)
-    assert reduced.shape == (3, 450, 600)  # 1/4 scale: the smallest with a short side >= 256
-    shrunk = pil_to_uint8(Image.open(path).convert("RGB").resize((600, 450), Image.BILINEAR, reducing_gap=None))
-    assert (reduced.float() - shrunk.float()).abs().mean() < 3  # the same picture, smaller
+def test_mixup_and_cutmix_give_soft_labels():
+    assert batch_mixer(SEED, 5) is None
+    torch.manual_seed(0)
+    mixer = batch_mixer(dataclasses.replace(SEED, mixup_alpha=0.2, cutmix_alpha=1.0), 5)
+    images, labels = mixer(torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0]))
+    assert images.shape == (6, 3, 16, 16) and labels.shape == (6, 5)
+    assert torch.allclose(labels.sum(dim=1), torch.ones(6))
+    assert (labels.max(dim=1).values < 1).any()  # some targets are mixed, not one-hot
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1)(torch.randn(6, 5), labels)
+    assert math.isfinite(loss.item())

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from imagegen import noise_image, save_variants, truncated_jpeg
-from petalnet.images import UnreadableImage, open_rgb
+from petalnet.data.images import UnreadableImage, open_rgb
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import cli, run_petalnet, shown
 from imagegen import jpeg_bytes
-from petalnet.download import FLOWER_PHOTOS
+from petalnet.data.download import FLOWER_PHOTOS
 
 COUNTS = FLOWER_PHOTOS["counts"]
 

@@ -1,3 +1,5 @@
+"""models/networks.py: the tutorial's AlexNet at half width, its variants, test-time flipping."""
+
 import math
 
 import pytest
@@ -5,7 +7,7 @@ import torch
 from torch import nn
 
 from petalnet.errors import UserError
-from petalnet.models import AlexNetHalf, build_model, count_parameters
+from petalnet.models.networks import AlexNetHalf, FlipAveraged, build_model, count_parameters, smallest_input_error
 
 
 def test_alexnet_half_matches_the_tutorial_architecture():
@@ -56,3 +58,31 @@ def test_torchvision_alexnet_by_name():
 def test_unknown_model_is_a_user_error():
     with pytest.raises(UserError, match="unknown model 'resnet9'"):
         build_model("resnet9", 5)
+
+
+def test_alexnet_half_keeps_the_tutorial_layout_and_the_bn_variant_trains():
+    keys = [k for k in AlexNetHalf().state_dict() if k.endswith("weight")]
+    assert keys == ["features.0.weight", "features.3.weight", "features.6.weight", "features.8.weight",
+                    "features.10.weight", "classifier.1.weight", "classifier.4.weight", "classifier.6.weight"]
+    bn = build_model("alexnet_half_bn", 5)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 5
+    loss = nn.functional.cross_entropy(bn(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert bn.features[0].weight.grad is not None
+
+
+def test_flip_averaged_is_the_mean_of_both_views():
+    torch.manual_seed(0)
+    model = build_model("alexnet_half", 5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = (model(x) + model(x.flip(-1))) / 2
+        assert not torch.allclose(model(x), expected)  # a photo and its mirror differ: the test can fail
+        assert torch.allclose(FlipAveraged(model)(x), expected)
+
+
+def test_smallest_input_is_found_without_changing_the_mode():
+    model = build_model("alexnet_half", 5).train()
+    assert smallest_input_error(model, 64) is None
+    assert smallest_input_error(model, 32)  # the reason, one line
+    assert "\n" not in smallest_input_error(model, 32) and model.training

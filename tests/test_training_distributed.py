@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL_SIZE, cli, shown
-from petalnet.checkpoint import load_checkpoint
-from petalnet.distributed import Processes
-from petalnet.ranklogs import PeerStopped, RankLog, Terminated, log_path
-from petalnet.runs import RUN_FILES
+from petalnet.models.checkpoint import load_checkpoint
+from petalnet.devices.distributed import Processes
+from petalnet.training.ranklogs import PeerStopped, RankLog, Terminated, log_path
+from petalnet.training.runs import RUN_FILES
 
 ENTRY = Path(__file__).with_name("torchrun_entry.py")  # `python -m petalnet`, then the threads left
 
@@ -41,10 +41,10 @@ def metric_rows(run):
 
 
 @pytest.fixture(scope="module")
-def ddp_run(few_photos, tmp_path_factory):
+def ddp_run(made_photos, tmp_path_factory):
     run = tmp_path_factory.mktemp("ddp") / "run"
-    done = torchrun("--data", few_photos, "--out", run, "--recipe", "seed", "--epochs", "2", "--image-size", SMALL_SIZE,
-                    "--batch-size", "8", "--device", "cpu")
+    done = torchrun("--data", made_photos, "--out", run, "--recipe", "seed", "--epochs", "2", "--image-size",
+                    SMALL_SIZE, "--batch-size", "8", "--device", "cpu")
     assert done.returncode == 0, shown(done)
     assert "Traceback" not in done.stderr, shown(done)
     return run, done
@@ -74,7 +74,7 @@ def test_val_metrics_are_over_every_val_photo(ddp_run, capsys):
     run, _ = ddp_run
     rows = metric_rows(run)
     best = max(rows, key=lambda r: float(r["val_acc"]))
-    assert cli("evaluate", run, "--json", "--out", run.parent / "eval") == 0
+    assert cli("evaluate", run, "--json", "--out", run.parent / "eval", "--device", "cpu") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 10
     assert report["accuracy"] == pytest.approx(float(best["val_acc"]), abs=1e-6)
@@ -92,9 +92,9 @@ def test_resume_under_torchrun_continues_the_run(ddp_run):
     assert "resuming at epoch 3/3" in done.stdout, shown(done)
 
 
-def test_a_rank_that_dies_is_named_in_one_line_and_the_run_resumes(few_photos, tmp_path):
+def test_a_rank_that_dies_is_named_in_one_line_and_the_run_resumes(made_photos, tmp_path):
     run = tmp_path / "run"
-    child = subprocess.Popen(torchrun_command("--data", few_photos, "--out", run, "--recipe", "seed", "--epochs", "4",
+    child = subprocess.Popen(torchrun_command("--data", made_photos, "--out", run, "--recipe", "seed", "--epochs", "4",
                                               "--image-size", SMALL_SIZE, "--batch-size", "8", "--device", "cpu"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     deadline = time.monotonic() + 240

@@ -1,0 +1,42 @@
+"""benchmarks/: the scripts the docs' numbers come from still run (on a trained run, on made-up photos)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import shown
+from imagegen import write_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_time_to_accuracy_reads_runs(trained_run, tmp_path):
+    for name in ("seed", "other"):
+        (tmp_path / name).symlink_to(trained_run)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_accuracy.py"), "--reuse", "--out",
+                           str(tmp_path), "--run", "seed=seed", "--run", "other=fast"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, shown(done)
+    results = json.loads((tmp_path / "time_to_accuracy.json").read_text())
+    assert results[0]["speedup"] == pytest.approx(1.0) and results[1]["seconds_to_target"] > 0
+    assert (tmp_path / "time_to_accuracy.png").stat().st_size > 1000
+    assert "| other | fast |" in done.stdout, shown(done)
+
+
+def test_shrink_photos_keeps_layout_and_caps_the_short_side(tmp_path):
+    source, target = tmp_path / "split", tmp_path / "small"
+    write_photo(source / "train" / "daisy" / "big.jpg", 1, size=(400, 300))
+    write_photo(source / "train" / "roses" / "tall.jpg", 2, size=(150, 320))
+    write_photo(source / "val" / "daisy" / "tiny.jpg", 3, size=(60, 40))
+    (source / "val" / "daisy" / "notes.txt").write_text("not a photo")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shrink_photos.py"), str(source), str(target),
+                           "--short-side", "100"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, shown(done)
+    sizes = {p.relative_to(target).as_posix(): Image.open(p).size for p in target.rglob("*") if p.is_file()}
+    assert sizes == {"train/daisy/big.webp": (133, 100), "train/roses/tall.webp": (100, 213),
+                     "val/daisy/tiny.webp": (60, 40)}
+    assert "3 photos" in done.stdout, shown(done)
