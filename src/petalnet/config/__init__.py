@@ -1,0 +1,1 @@
+"""What a run learns: TrainConfig (every training setting, typed, declared once), recipes, image sizes."""

@@ -1,0 +1,1 @@
+"""Where a run goes: pick the device, device settings (amp, channels_last, ...), torchrun's processes."""

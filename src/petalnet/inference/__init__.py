@@ -1,0 +1,1 @@
+"""Checkpoint -> predictions: the scoring pass, Classifier, ONNX, and the predict/evaluate/export commands."""

@@ -1,0 +1,1 @@
+"""The networks by name, what a model needs besides its weights (InferenceSpec), and checkpoints."""

@@ -1,0 +1,1 @@
+"""Photo -> tensors -> batches: decode, eval preprocessing, the decoded-photo cache, augmentation, loaders."""

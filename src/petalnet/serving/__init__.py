@@ -1,0 +1,1 @@
+"""A model behind HTTP: the FastAPI app with its web page, and a standard-library client."""

@@ -1,0 +1,1 @@
+"""Helpers with no petalnet knowledge: atomic file writes, progress bars, CPU cores, plots, typed settings."""
