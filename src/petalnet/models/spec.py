@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from petalnet.errors import UserError
+from petalnet.utils.fields import from_dict
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,8 @@ class InferenceSpec:
     def from_dict(cls, meta, source="checkpoint"):
         """From a checkpoint's `meta` (or an export's sidecar JSON); one line if a key is missing."""
         try:
-            values = {f.name: meta[f.name] for f in dataclasses.fields(cls) if f.name in meta}
-            spec = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        except (TypeError, KeyError):
+            spec = from_dict(cls, meta)
+        except TypeError:
             missing = [f.name for f in dataclasses.fields(cls)
                        if f.name not in (meta or {}) and f.default is dataclasses.MISSING][:3]
             raise UserError(f"{source} lacks what a model needs to classify ({', '.join(missing)})") from None
