@@ -14,22 +14,19 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
 
 from petalnet.errors import UserError
 from petalnet.utils.fileio import fsync_dir
 from petalnet.data.images import is_image_name
-from petalnet.utils.progress import progress_bar
+from petalnet.utils.download import download, is_url
 
 FLOWER_PHOTOS = {
     "name": "flower_photos",
     "url": "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz",
     "counts": {"daisy": 633, "dandelion": 898, "roses": 641, "sunflowers": 699, "tulips": 799},
 }
-CHUNK = 1 << 20
 
 
 def petalnet_home():
@@ -42,10 +39,6 @@ def default_data_dir():
         return Path(os.environ["PETALNET_DATA"])
     fetched = petalnet_home() / FLOWER_PHOTOS["name"]
     return fetched if fetched.is_dir() else None
-
-
-def is_url(source):
-    return str(source).split("://", 1)[0] in ("http", "https", "file", "ftp")
 
 
 def get_dataset(source=None, dest=None, spec=FLOWER_PHOTOS, log=print):
@@ -78,49 +71,6 @@ def get_dataset(source=None, dest=None, spec=FLOWER_PHOTOS, log=print):
     extract(archive, dest, spec["name"])
     log(f"extracted {sum(spec['counts'].values())} photos to {target}")
     return target
-
-
-def download(url, archive):
-    """Stream `url` into `archive.part`, resuming a previous partial download; rename when done."""
-    part = archive.with_name(archive.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "petalnet"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=60)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # the .part already holds everything
-            os.replace(part, archive)
-            return
-        raise UserError(f"download failed: {url}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise UserError(f"download failed: {url}: {getattr(err, 'reason', err)}") from None
-    with response:
-        resumed = have and response.status == 206
-        done = have if resumed else 0
-        length = response.headers.get("Content-Length")
-        total = done + int(length) if length else None
-        _stream(response, part, "ab" if resumed else "wb", done, total, url)
-    os.replace(part, archive)
-    fsync_dir(archive.parent)
-
-
-def _stream(response, part, mode, done, total, url):
-    bar = progress_bar(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=f"downloading {Path(part).stem}")
-    with open(part, mode) as f, bar:
-        try:
-            while chunk := response.read(CHUNK):
-                f.write(chunk)
-                bar.update(len(chunk))
-                done += len(chunk)
-        except OSError as err:
-            raise UserError(f"download interrupted at {done} bytes ({err}): run again to resume") from None
-        f.flush()
-        os.fsync(f.fileno())
-    if total is not None and done < total:
-        raise UserError(f"download interrupted at {done} of {total} bytes: run again to resume")
 
 
 def check_archive(archive, spec):
