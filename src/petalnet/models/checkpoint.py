@@ -9,6 +9,7 @@ A checkpoint is a plain dict:
     config            the run's resolved config
   last.pt adds optimizer, scheduler, rng, history, best_acc, best_epoch (what --resume needs), and ema
   (the averaged weights) when the recipe keeps one; then `model` of best.pt holds the averaged weights.
+The tutorial's AlexNet.pth + class_indices.json read as one too (models/tutorial.py).
 """
 
 import pickle
@@ -20,8 +21,10 @@ import torch
 
 from petalnet.errors import UserError, one_line
 from petalnet.utils.fileio import atomic_path
-from petalnet.models.networks import build_model, for_inference
+from petalnet.models.networks import build_model, for_inference, head_parameters
 from petalnet.models.spec import InferenceSpec
+from petalnet.models.tutorial import tutorial_checkpoint, tutorial_files
+from petalnet.models.weights import Weights, load_pretrained, read_weights
 
 FORMAT, VERSION = "petalnet", 1
 
@@ -36,6 +39,9 @@ def load_checkpoint(path):
     """Load a petalnet checkpoint onto the CPU, or raise UserError with one line; its "meta" becomes an
     InferenceSpec (models/spec.py)."""
     path = Path(path)
+    tutorial = tutorial_files(path) if not (path / "best.pt").is_file() and path.suffix != ".pt" else None
+    if tutorial:
+        return tutorial_checkpoint(*tutorial)
     if path.is_dir():
         path = path / "best.pt"
     if not path.is_file():
@@ -65,6 +71,28 @@ def model_from_checkpoint(ckpt, path="checkpoint"):
         raise UserError(f"{path}: weights do not fit model '{spec.model}' with "
                         f"{len(spec.classes)} classes ({reason})") from None
     return for_inference(model, spec)
+
+
+def starting_point(path):
+    """(state dict, InferenceSpec or None) of the weights `train --init` starts from: a run folder, a
+    petalnet checkpoint, the tutorial's files, or a plain state dict file (no spec)."""
+    try:
+        ckpt = load_checkpoint(path)
+    except UserError:
+        if not Path(path).is_file():
+            raise
+        return read_weights(Weights(source=str(path), file=str(path))), None
+    return ckpt["model"], ckpt["meta"]
+
+
+def load_starting_point(model, state, num_classes, path):
+    """Load all of `state` into `model` (train --init); one line if the architecture or class count differ."""
+    head = head_parameters(model, num_classes)
+    for name in sorted(head):
+        if name in state and state[name].shape[0] != num_classes:
+            raise UserError(f"--init {path} has {state[name].shape[0]} classes, these photos {num_classes}: "
+                            "--pretrained WEIGHTS_FILE trains a new head on its body instead")
+    load_pretrained(model, state, set(), f"--init {path}")
 
 
 def rng_state():

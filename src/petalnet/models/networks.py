@@ -1,17 +1,25 @@
-"""The networks petalnet trains, by name.
+"""The networks petalnet trains, by name (models/names.py), each with a new head for the photos' classes.
 
     alexnet_half     the tutorial's AlexNet at half width (14,591,685 parameters for 5 classes)
     alexnet_half_bn  the same with BatchNorm after each convolution (not the tutorial's; docs/ablation.md)
-    alexnet          torchvision's full-width AlexNet, trained from scratch (no pretrained weights)
+    resnet18, ...    torchvision's classification models (alexnet is torchvision's full-width one)
+    efficientnet_lite0, timm/NAME   timm's
+
+    model = build_model("resnet18", num_classes=5)      # random weights; models/weights.py loads pretrained ones
+    head_parameters(model, 5)                           # the new classifier's parameter names
+    body_layers(model, head)                            # the other parameters, grouped by layer, input first
 
 FlipAveraged wraps any of them for test-time flipping (a recipe's tta_flip): the logits of a photo and
 of its mirror image, averaged, so predict, evaluate, serve and export all see one model.
 """
 
+import difflib
+import functools
+
 import torch
 from torch import nn
 from petalnet.errors import UserError, one_line
-from petalnet.models.names import MODEL_NAMES
+from petalnet.models.names import PETALNET_MODELS, check_model_name, model_source, timm_name
 
 
 class AlexNetHalf(nn.Module):
@@ -63,24 +71,83 @@ class FlipAveraged(nn.Module):
         return (self.model(x) + self.model(x.flip(-1))) / 2
 
 
-def torchvision_alexnet(num_classes, dropout=0.5):
-    from torchvision.models import alexnet  # imported here: torchvision slows every start
-
-    return alexnet(weights=None, num_classes=num_classes, dropout=dropout)
-
-
 def alexnet_half_bn(num_classes, dropout=0.5):
     return AlexNetHalf(num_classes, dropout, batch_norm=True)
 
 
-MODELS = {"alexnet_half": AlexNetHalf, "alexnet_half_bn": alexnet_half_bn, "alexnet": torchvision_alexnet}
-assert tuple(MODELS) == MODEL_NAMES, "models/names.py lists every model, in this order"
+PETALNET = {"alexnet_half": AlexNetHalf, "alexnet_half_bn": alexnet_half_bn}
+assert tuple(PETALNET) == PETALNET_MODELS, "models/names.py lists every model"
 
 
 def build_model(name, num_classes, dropout=0.5):
-    if name not in MODELS:
-        raise UserError(f"unknown model '{name}': choose from {', '.join(MODELS)}")
-    return MODELS[name](num_classes=num_classes, dropout=dropout)
+    """The named network with random weights and a `num_classes` head; `dropout` is the AlexNets'."""
+    check_model_name(name)
+    source = model_source(name)
+    if source == "petalnet":
+        return PETALNET[name](num_classes=num_classes, dropout=dropout)
+    if source == "torchvision":
+        from torchvision import models  # imported here: torchvision slows every start
+
+        extra = {"dropout": dropout} if name == "alexnet" else {}
+        return models.get_model(name, weights=None, num_classes=num_classes, **extra)
+    return _timm_model(name, num_classes)
+
+
+def _timm_model(name, num_classes):
+    timm = import_timm()
+    arch = timm_name(name)
+    if not timm.is_model(arch):
+        near = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.5)
+        hint = f": closest {', '.join('timm/' + n for n in near)}" if near else ""
+        raise UserError(f"timm has no architecture '{arch}'{hint}")
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+
+
+def import_timm():
+    try:
+        import timm
+    except ImportError:
+        raise UserError("this model needs timm: pip install timm==1.0.31") from None
+    return timm
+
+
+def head_parameters(model, num_classes):
+    """Names of the parameters of the classifier that maps features to the `num_classes` outputs: timm's
+    get_classifier(), else the last Linear or Conv2d with num_classes outputs (torchvision's fc, classifier,
+    heads.head, squeezenet's final conv)."""
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+    else:
+        heads = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))
+                 and (getattr(m, "out_features", None) or getattr(m, "out_channels", None)) == num_classes]
+        if not heads:
+            raise UserError(f"cannot find the classifier of {type(model).__name__} (no layer with "
+                            f"{num_classes} outputs)")
+        head = heads[-1]
+    ids = {id(p) for p in head.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
+def body_layers(model, head):
+    """The parameters not in `head`, grouped by the module that holds them, in the model's order (input
+    side first): the layers a fine-tuning recipe freezes or trains at lower rates."""
+    layers = []
+    for prefix, module in model.named_modules():
+        own = [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)]
+        own = [n for n in own if n not in head]
+        if own:
+            layers.append(own)
+    return layers
+
+
+@functools.lru_cache(maxsize=8)
+def architecture_has_depthwise_convs(name):
+    return has_depthwise_convs(build_model(name, 2))
+
+
+def has_depthwise_convs(model):
+    """True if the network is built on depthwise convolutions (MobileNets, EfficientNets, ...)."""
+    return any(isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels for m in model.modules())
 
 
 def for_inference(model, spec):
