@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
 from petalnet.errors import UserError
-from petalnet.models.names import MODEL_NAMES
+from petalnet.models.names import check_model_name
 from petalnet.utils.fields import SettingError, check_fields, from_dict, setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -29,8 +29,9 @@ FRACTION = {"at_least": 0.0, "at_most": 1.0}
 @dataclass(frozen=True)
 class TrainConfig:
     # The tutorial (WZMIAOMIAO deep-learning-for-image-processing, pytorch_classification/Test2_alexnet).
-    model: str = setting("alexnet_half", "the network: alexnet_half is the tutorial's, alexnet_half_bn adds "
-                         "batch norm, alexnet is torchvision's full width", choices=MODEL_NAMES)
+    model: str = setting("alexnet_half", "the network: alexnet_half is the tutorial's, alexnet_half_bn adds batch "
+                         "norm; torchvision's (resnet18, mobilenet_v3_large, convnext_tiny, ...), efficientnet_lite0, "
+                         "timm/NAME ('petalnet models' lists them)")
     epochs: int = setting(10, "number of epochs", at_least=1)
     batch_size: int = setting(32, "images per training step", at_least=1)
     lr: float = setting(2e-4, "learning rate", above=0)
@@ -40,7 +41,20 @@ class TrainConfig:
     scheduler: str = setting("constant", "learning rate schedule, per step", choices=SCHEDULERS)
     warmup_epochs: int = setting(0, "linear warmup epochs (cut to fit --epochs unless given)", at_least=0)
     label_smoothing: float = setting(0.0, "cross-entropy label smoothing", at_least=0, below=1)
-    dropout: float = setting(0.5, "dropout before the hidden linear layers", at_least=0, below=1)
+    dropout: float = setting(0.5, "dropout before the AlexNets' hidden linear layers (others keep their own)",
+                             at_least=0, below=1)
+    # Starting weights (models/weights.py) and how a pretrained body is trained (training/layers.py).
+    pretrained: str = setting("none", "starting weights: none, imagenet (the architecture's published ones; "
+                              "efficientnet_lite0's ship offline), or a state dict FILE or URL; a new head is "
+                              "trained for the photos' classes")
+    init: str | None = setting(None, "start from all the weights of a run folder, a checkpoint, or the "
+                               "tutorial's AlexNet.pth + class_indices.json folder (same model and classes)")
+    head_epochs: int = setting(0, "first epochs that train only the new head, the pretrained body frozen",
+                               at_least=0)
+    freeze_fraction: float = setting(0.0, "fraction of the body's layers, from the input, kept frozen the whole "
+                                     "run", at_least=0, below=1)
+    body_lr: float = setting(1.0, "learning rate of the body's first layer as a fraction of --lr, rising "
+                             "geometrically to 1 at the head (discriminative rates)", above=0, at_most=1)
     image_size: int = setting(224, "training image size in pixels (the final one with --min-image-size)",
                               at_least=16)
     crop_scale: tuple[float, float] = setting((0.08, 1.0), "RandomResizedCrop's area range, MIN MAX", above=0,
@@ -99,6 +113,8 @@ def resolve_config(recipe=None, overrides=None):
     """A recipe with `overrides` (setting name -> value; None means not given), checked."""
     base = recipe_config(recipe)
     given = _given(overrides)
+    if given.get("init"):
+        given = {**init_settings(given["init"]), **given}  # the init's model and normalization, unless given
     config = dataclasses.replace(base, **given)
     config = dataclasses.replace(config, **follow_overrides(config, base, given))
     if config.cache_size is None:
@@ -129,12 +145,33 @@ def follow_overrides(config, recipe, given):
                 changes[key] = size if key == "eval_image_size" else _smallest_usable(config, size)
     if "warmup_epochs" not in given:
         changes["warmup_epochs"] = max(0, min(config.warmup_epochs, config.epochs - 1))
+    if "head_epochs" not in given:
+        changes["head_epochs"] = max(0, min(config.head_epochs, config.epochs - 1))
+    if config.pretrained != "none" and "mean" not in given and "std" not in given:
+        changes.update(weights_normalization(config.model, config.pretrained))
     return changes
+
+
+def init_settings(init):
+    """The model and normalization of the weights --init starts from (nothing for a plain state dict)."""
+    from petalnet.models.checkpoint import starting_point  # torch: not for `petalnet --help`
+
+    _, spec = starting_point(init)
+    return {"model": spec.model, "mean": tuple(spec.mean), "std": tuple(spec.std)} if spec else {}
+
+
+def weights_normalization(model, pretrained):
+    """The mean and std the pretrained weights were trained with (from their metadata; ImageNet's for a file)."""
+    from petalnet.models.weights import find_weights  # torch: not for `petalnet --help`
+
+    check_model_name(model)
+    weights = find_weights(model, pretrained)
+    return {"mean": tuple(weights.mean), "std": tuple(weights.std)}
 
 
 def _smallest_usable(config, size):
     """`size`, or the next 16 px step the model accepts, at most the image size."""
-    if config.model not in MODEL_NAMES or size >= config.image_size:
+    if size >= config.image_size:
         return min(size, config.image_size)
     while size < config.image_size and _size_problem(config.model, size):
         size += 16
@@ -178,6 +215,7 @@ def resumed_config(saved, overrides, log=print):
 def validate_config(config):
     """Each field against its declaration, then the rules that tie fields together."""
     check_fields(config)
+    check_model_name(config.model)
     c = config
     ties = [
         ("warmup_epochs", c.warmup_epochs < c.epochs, f"{{}} must be in [0, epochs), got {c.warmup_epochs}"),
@@ -189,6 +227,10 @@ def validate_config(config):
          f"{{}} must be between 16 and the image size, got {c.min_image_size}"),
         ("crop_scale", c.crop_scale[0] <= c.crop_scale[1],
          f"{{}} must be two fractions 0 < min <= max <= 1, got {list(c.crop_scale)}"),
+        ("head_epochs", c.head_epochs < c.epochs, f"{{}} must be in [0, epochs), got {c.head_epochs}"),
+        ("head_epochs", not (c.head_epochs or c.freeze_fraction) or c.pretrained != "none" or c.init,
+         "{} and --freeze-fraction keep a body frozen: they need --pretrained or --init"),
+        ("init", not (c.init and c.pretrained != "none"), "{} and --pretrained both give starting weights: pick one"),
     ]
     for name, ok, sentence in ties:
         if not ok:

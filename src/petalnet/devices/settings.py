@@ -48,12 +48,14 @@ def cpu_has_fast_bf16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _auto_amp(device):
+def _auto_amp(device, depthwise=False):
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bf16", "CUDA GPU with bf16"
         return "fp16", "CUDA GPU without bf16: fp16 with a gradient scaler"
     if device.type == "cpu" and cpu_has_fast_bf16():
+        if depthwise:  # measured (docs/models.md): MobileNets and EfficientNets train slower in bf16 on CPUs
+            return "off", "depthwise convolutions run slower in bf16 than in fp32 on a CPU"
         return "bf16", "CPU with native bf16 (avx512_bf16/AMX)"
     return "off", f"{device.type}: no fast reduced precision"
 
@@ -73,13 +75,14 @@ class DeviceSettings:
     why: dict = field(default_factory=dict)
 
 
-def device_settings(device, pipeline="cache", options=None):
-    """DeviceSettings for `device` and the pipeline, from the user's DeviceOptions (default: all auto)."""
+def device_settings(device, pipeline="cache", options=None, depthwise=False):
+    """DeviceSettings for `device` and the pipeline, from the user's DeviceOptions (default: all auto);
+    `depthwise`: the network is built on depthwise convolutions (models.networks.has_depthwise_convs)."""
     options = options or DeviceOptions()
     check_fields(options)
     why = {}
     if options.amp == "auto":
-        amp, why["amp"] = _auto_amp(device)
+        amp, why["amp"] = _auto_amp(device, depthwise)
     else:
         amp, why["amp"] = options.amp, "--amp"
         _check_amp(amp, device)

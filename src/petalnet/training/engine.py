@@ -6,7 +6,7 @@ Validation is inference/scoring.py's evaluate_batches, the same pass `petalnet e
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ class Training:
     settings: object = None  # DeviceSettings
     ema: WeightAverage | None = None
     step_model: nn.Module | None = None
+    frozen_norms: list = field(default_factory=list)  # BatchNorms of frozen layers: eval mode (training/layers.py)
 
 
 def train_one_epoch(training, loader, desc="train", progress=True):
@@ -38,6 +39,8 @@ def train_one_epoch(training, loader, desc="train", progress=True):
     """
     t, model = training, training.step_model or training.model
     model.train()
+    for norm in t.frozen_norms:
+        norm.eval()
     total_loss, seen, start = torch.zeros((), device=t.device), 0, time.perf_counter()
     bar = progress_bar(loader, progress, desc=desc, unit="batch", leave=False)
     for step, (images, targets) in enumerate(bar):

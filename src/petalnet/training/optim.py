@@ -1,7 +1,7 @@
 """The optimizer, and the learning rate at each step: linear warmup over `warmup_epochs`, then constant
 or cosine to zero.
 
-    optimizer = build_optimizer(model, config, fused=settings.fused_optimizer)
+    optimizer = build_optimizer(model.parameters(), config, fused=settings.fused_optimizer)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)   # call scheduler.step() per step
 
 The image sizes that change during a run are config/sizes.py's.
@@ -29,9 +29,10 @@ def build_scheduler(optimizer, config, steps_per_epoch):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total, cosine))
 
 
-def build_optimizer(model, config, fused=False):
-    """The recipe's optimizer; `fused` (devices/settings.py) updates every parameter in one kernel, same arithmetic."""
-    params, lr, wd = model.parameters(), config.lr, config.weight_decay
+def build_optimizer(params, config, fused=False):
+    """The recipe's optimizer over `params` (parameters, or groups with their own lr: training/layers.py);
+    `fused` (devices/settings.py) updates every parameter in one kernel, same arithmetic."""
+    lr, wd = config.lr, config.weight_decay
     fused = fused or None  # None, not False: torch then picks its foreach implementation
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd, nesterov=True, fused=fused)

@@ -34,12 +34,15 @@ from petalnet.devices.options import DeviceOptions
 from petalnet.devices.settings import DeviceSettings, device_settings, grad_scaler
 from petalnet.errors import StorageError, UserError, describe_os_error, one_line
 from petalnet.inference.scoring import evaluate_batches
-from petalnet.models.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from petalnet.models.networks import build_model, count_parameters, for_inference
+from petalnet.models.checkpoint import (load_checkpoint, load_starting_point, restore_rng_state, rng_state,
+                                       save_checkpoint, starting_point)
+from petalnet.models.networks import architecture_has_depthwise_convs, build_model, count_parameters, for_inference
+from petalnet.models.weights import find_weights, load_pretrained, read_weights
 from petalnet.pipeline.loaders import epoch_seed, make_loaders
 from petalnet.training import runs
 from petalnet.training.ema import WeightAverage
 from petalnet.training.engine import Training, train_one_epoch
+from petalnet.training.layers import Layers
 from petalnet.training.optim import build_optimizer, build_scheduler
 from petalnet.training.photos import load_data
 from petalnet.training.ranklogs import RankLog, Terminated
@@ -115,7 +118,8 @@ def _train(request, session, rank_log):
     started, processes, log, out = time.perf_counter(), session.processes, session.log, request.out
     runs.check_run_folder(out, request.resume, request.overwrite)
     config, previous, data = _config_of(request, log)
-    session.settings = device_settings(session.device, config.pipeline, request.options)
+    session.settings = device_settings(session.device, config.pipeline, request.options,
+                                       depthwise=architecture_has_depthwise_convs(config.model))
     photos = load_data(data, config, _saved_split(out) if request.resume else None, session.progress)
     if len(photos.val_paths) < processes.world:
         raise UserError(f"{len(photos.val_paths)} val photos cannot be shared by {processes.world} processes")
@@ -124,6 +128,7 @@ def _train(request, session, rank_log):
         for row in photos.left_out:
             log(f"  {row['path']}: {row['error']}")
     facts = RunFacts(data=str(Path(data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
+    built = prepare_model(config, len(photos.classes), session, fresh=not previous)  # weights checked before
     distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
     run = runs.start_run_folder(out, request.overwrite) if processes.is_main else Path(out)
     rank_log.open(run, request.resume)
@@ -136,7 +141,7 @@ def _train(request, session, rank_log):
             _write_run_description(run, config, facts, photos, session)
         except OSError as err:
             raise StorageError(f"cannot write the run folder {run}: {describe_os_error(err)}") from None
-    return fit(run, config, facts, photos, session, previous, started)
+    return fit(run, config, facts, photos, session, previous, started, built)
 
 
 def _config_of(request, log):
@@ -180,11 +185,45 @@ def _write_run_description(run, config, facts, photos, session):
     write_json(run / "config.json", description)
 
 
-def prepare_model(config, num_classes, device, settings):
-    """The model on `device` in the settings' memory format (the same weights on every rank)."""
+def prepare_model(config, num_classes, session, fresh=True):
+    """The model on its device in the settings' memory format (the same weights on every rank), with its
+    starting weights (--pretrained, --init) when `fresh` (not resumed), and its Layers (training/layers.py)."""
     torch.manual_seed(config.seed)
-    model = build_model(config.model, num_classes, config.dropout).to(device)
-    return model.to(memory_format=torch.channels_last) if settings.channels_last else model
+    model = build_model(config.model, num_classes, config.dropout)
+    layers = Layers.of(model, num_classes)
+    if fresh and (config.init or config.pretrained != "none"):
+        load_starting_weights(model, config, num_classes, layers, session)
+    if sync_batch_norm(model, config, session):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(session.device)
+    return (model.to(memory_format=torch.channels_last) if session.settings.channels_last else model), layers
+
+
+def load_starting_weights(model, config, num_classes, layers, session):
+    """--init (all the weights) or --pretrained (all but the head); rank 0 downloads before the others read."""
+    if config.init:
+        state, _ = starting_point(config.init)
+        load_starting_point(model, state, num_classes, config.init)
+        session.log(f"started from the weights of {config.init}")
+        return
+    weights = find_weights(config.model, config.pretrained)
+    if session.processes.is_main:
+        state = read_weights(weights, session.progress)
+    distributed.barrier(session.processes)
+    if not session.processes.is_main:
+        state = read_weights(weights, progress=False)
+    loaded = load_pretrained(model, state, set(layers.head), weights.source)
+    params = dict(model.named_parameters())
+    for name in layers.head:  # zeros: every class starts equally likely, whatever the body's feature scale
+        nn.init.zeros_(params[name])
+    session.log(f"pretrained: {weights.source}, {len(loaded)} tensors; new head {', '.join(sorted(layers.head))}")
+
+
+def sync_batch_norm(model, config, session):
+    """SyncBatchNorm under torchrun on CUDA when each process's batch is under 32 photos: BatchNorm's
+    statistics over so few photos are noisy. PyTorch synchronizes BatchNorm on GPUs only."""
+    small = config.batch_size < 32 and session.processes.active and session.device.type == "cuda"
+    return small and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def wrap_for_training(model, device, settings, processes):
@@ -194,25 +233,26 @@ def wrap_for_training(model, device, settings, processes):
     return torch.compile(model) if settings.compile else model
 
 
-def prepare_training(config, model, session, steps_per_epoch):
+def prepare_training(config, model, layers, session, steps_per_epoch):
     """Optimizer, schedule, scaler and weight average for `model`, as the config and device settings say."""
     device, settings = session.device, session.settings
-    optimizer = build_optimizer(model, config, settings.fused_optimizer)
+    optimizer = build_optimizer(layers.param_groups(model, config), config, settings.fused_optimizer)
     return Training(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, config, steps_per_epoch),
                     scaler=grad_scaler(device, settings), device=device, settings=settings,
                     criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                     ema=WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None)
 
 
-def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous=None, started=None):
-    """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always)."""
+def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous=None, started=None, built=None):
+    """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always).
+    `built`: prepare_model's (model, layers), when the caller built it already."""
     started, s, log = started or time.perf_counter(), session, session.log
-    model = prepare_model(config, len(photos.classes), s.device, s.settings)
+    model, layers = built or prepare_model(config, len(photos.classes), s, fresh=not previous)
     log(f"model {config.model}: {count_parameters(model):,} parameters; recipe {config.recipe}; "
         f"pipeline {config.pipeline}")
     loaders = make_loaders(config, photos, s.device, s.settings, s.processes.rank, s.processes.world, s.progress,
                            log)
-    training = prepare_training(config, model, s, len(loaders[0]))
+    training = prepare_training(config, model, layers, s, len(loaders[0]))
     history, best_acc, best_epoch, start = [], -1.0, 0, 1
     if previous:
         history, best_acc, best_epoch, start = restore(previous, training)
@@ -220,11 +260,13 @@ def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous=Non
             log(f"{run} already finished {previous['epoch']} epochs: pass --epochs N to train longer")
             return history
         log(f"resuming at epoch {start}/{config.epochs} (best val_acc {best_acc:.4f} at epoch {best_epoch})")
-    training.step_model = wrap_for_training(training.model, s.device, s.settings, s.processes)
     spec = inference_spec(config, facts.classes)
     eval_model = for_inference(training.ema.model if training.ema else training.model, spec)
     elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
     for epoch in range(start, config.epochs + 1):
+        if layers.set_trainable(training.model, config, epoch) or training.step_model is None:
+            training.step_model = wrap_for_training(training.model, s.device, s.settings, s.processes)
+        training.frozen_norms = layers.frozen_norms(training.model, config, epoch)
         row = run_epoch(epoch, config, training, loaders, eval_model, session)
         row["elapsed_s"] = elapsed_before + time.perf_counter() - started
         history.append(row)
@@ -249,7 +291,7 @@ def run_epoch(epoch, config, training, loaders, eval_model, session):
     train_loader.set_epoch(epoch)
     val_loader.set_epoch(epoch)
     torch.manual_seed(epoch_seed(config.seed, epoch, 500 + processes.rank))  # dropout, augmentation
-    epoch_start, lr = time.perf_counter(), training.optimizer.param_groups[0]["lr"]
+    epoch_start, lr = time.perf_counter(), training.optimizer.param_groups[-1]["lr"]  # the head's: --lr
     stats = train_one_epoch(training, train_loader, f"epoch {epoch}/{config.epochs}", session.progress)
     loss_sum, images = distributed.sum_over_ranks([stats["loss_sum"], stats["images"]], processes, session.device)
     result = evaluate_batches(eval_model, val_loader, session.device, "val", session.progress, session.settings,
