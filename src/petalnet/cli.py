@@ -3,6 +3,7 @@
     petalnet data get [--source URL|FILE.tgz] [--dest DIR]
     petalnet data check [DIR] [--json]
     petalnet data split [SRC] --out DIR [--val-fraction 0.1] [--seed 0]
+    petalnet models [--json]
     petalnet train [--data DIR] --out RUN [--recipe seed] [--epochs N] ... [--resume | --overwrite]
     petalnet evaluate MODEL [--data DIR] [--json] [--out DIR]
     petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png] [--explain OUT_DIR]
@@ -105,6 +106,13 @@ def cmd_serve(args):
                       max_upload_mb=args.max_upload_mb)
 
 
+def cmd_models(args):
+    from petalnet.models.catalog import format_table, model_rows
+
+    rows = model_rows()
+    print(json.dumps([dataclasses.asdict(r) for r in rows]) if args.json else format_table(rows))
+
+
 def _data_dir(path):
     from petalnet.data.download import default_data_dir
 
@@ -200,6 +208,9 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"petalnet {petalnet.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_data_commands(sub)
+    models = sub.add_parser("models", help="list the networks: parameters, GFLOPs, weights offline or not")
+    models.add_argument("--json", action="store_true", help="print the rows as JSON")
+    models.set_defaults(func=cmd_models)
     add_train_command(sub)
     add_use_commands(sub)
     add_share_commands(sub)

@@ -18,12 +18,24 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from petalnet.errors import UserError
+
 
 def last_conv(model):
-    convs = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
-    if not convs:
-        raise ValueError("the model has no convolution to explain")
-    return convs[-1]
+    """The last convolution of the network's last convolutional stage (any CNN: AlexNet's features.10,
+    ResNet's layer4, EfficientNet's conv_head); one line if attention layers follow it (a transformer has
+    no convolutional stage whose maps Grad-CAM could weigh)."""
+    conv, conv_at, attention_at = None, -1, -1
+    for i, module in enumerate(model.modules()):
+        if isinstance(module, nn.Conv2d):
+            conv, conv_at = module, i
+        elif isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__:
+            attention_at = i
+    if conv is None or attention_at > conv_at:
+        name = type(getattr(model, "model", model)).__name__
+        raise UserError(f"Grad-CAM needs a convolutional network: {name} ends in attention layers, "
+                        f"not a convolutional stage")
+    return conv
 
 
 def grad_cam(model, images, classes=None):

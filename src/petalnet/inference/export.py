@@ -101,7 +101,7 @@ def photo_batch(ckpt, model, folder=None):
     if folder is not None:
         paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
     else:
-        paths = own_val_photos(ckpt, model)[1]
+        paths = own_val_photos(ckpt, model, flag="--check-photos")[1]
     images = []
     for path in paths:
         try:

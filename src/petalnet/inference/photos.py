@@ -19,8 +19,9 @@ def run_folder_of(model_path):
     return model_path if model_path.is_dir() else model_path.parent
 
 
-def own_val_photos(ckpt, model_path):
-    """The val photos of the run that wrote this checkpoint: (name, paths, labels)."""
+def own_val_photos(ckpt, model_path, flag="--data"):
+    """The val photos of the run that wrote this checkpoint: (name, paths, labels); else one line that
+    says to pass `flag` (the command's option for a folder of photos)."""
     run = run_folder_of(model_path)
     config = ckpt.get("config", {})
     split_file = run / "split.json"
@@ -29,7 +30,7 @@ def own_val_photos(ckpt, model_path):
         return "val", split_paths(split, "val", split["source"]), [label for _, label in split["val"]]
     if config.get("layout") == "train/val":
         return "val", *folder_photos(Path(config["data"]) / "val", ckpt["meta"].classes)
-    raise UserError(f"cannot find the val photos of {run}: pass --data DIR")
+    raise UserError(f"cannot find the val photos of {run}: pass {flag} DIR")
 
 
 def folder_photos(root, classes):

@@ -88,6 +88,9 @@ def open_model(model, device):
 def _explain_folder(folder, classifier):
     if not hasattr(classifier, "explain"):
         raise UserError("--explain needs a PyTorch checkpoint or run folder, not an .onnx file")
+    from petalnet.inference.explain import last_conv
+
+    last_conv(classifier.model)  # a transformer: one line now, before any photo is read
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -158,6 +158,16 @@ async def _json_response(send, status, detail):
     await send({"type": "http.response.body", "body": body})
 
 
+def _explainable(classifier):
+    from petalnet.inference.explain import last_conv
+
+    try:
+        last_conv(classifier.model)
+        return True
+    except UserError:
+        return False
+
+
 def create_app(model_path, device="auto", max_upload_mb=10.0):
     """The FastAPI app for one model (loaded now: a bad checkpoint fails before the server starts)."""
     try:
@@ -171,6 +181,7 @@ def create_app(model_path, device="auto", max_upload_mb=10.0):
 
     classifier = load_classifier(model_path, device)
     info, batcher = model_info(model_path, classifier), Batcher(classifier)
+    info["explain"] = explainable = _explainable(classifier)
     app = FastAPI(title="petalnet", version=petalnet.__version__,
                   description=f"Classify photos into {', '.join(classifier.classes)}.")
     page = resources.files("petalnet.serving").joinpath("web/index.html").read_text(encoding="utf-8")
@@ -198,7 +209,7 @@ def create_app(model_path, device="auto", max_upload_mb=10.0):
         return {"predictions": records}
 
     async def _classify_upload(upload, topk, explain):
-        name = upload.filename or "upload"
+        name, explain = upload.filename or "upload", explain and explainable  # no heat map from a transformer
         try:
             tensor, view = await run_in_threadpool(decode_upload, await upload.read(), classifier.spec, explain)
         except UnreadableImage as err:
