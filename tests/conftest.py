@@ -18,6 +18,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from file_server import server  # noqa: E402,F401 (the fixture: files over HTTP on 127.0.0.1)
 from imagegen import flower_image, make_flower_folders  # noqa: E402
 from petalnet.cli import main  # noqa: E402
 

@@ -188,3 +188,16 @@ def test_sigterm_raises_while_the_log_is_open_and_not_after(tmp_path):
         rank_log.close()
     assert signal.getsignal(signal.SIGTERM) is before
     assert RankLog(Processes()).stopped(Terminated()) is None  # a single process keeps no rank log
+
+
+def test_a_pretrained_run_with_a_frozen_start_trains_under_torchrun(made_photos, tmp_path):
+    """efficientnet_lite0 from its offline weights: the head alone in epoch 1, then the body too. DDP is
+    wrapped anew when the trainable parameters change."""
+    run = tmp_path / "ft"
+    done = torchrun("--data", made_photos, "--out", run, "--recipe", "finetune", "--epochs", "2", "--image-size",
+                    "64", "--eval-image-size", "64", "--batch-size", "8", "--device", "cpu")
+    assert done.returncode == 0, shown(done)
+    assert done.stdout.count("pretrained: ImageNet EfficientNet-Lite0") == 1, shown(done)
+    assert len(metric_rows(run)) == 2
+    last = load_checkpoint(run / "last.pt")
+    assert last["config"]["head_epochs"] == 1 and last["meta"].model == "efficientnet_lite0"

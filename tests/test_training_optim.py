@@ -40,7 +40,7 @@ def test_fused_optimizer_steps_like_the_plain_one(optimizer):
         torch.manual_seed(0)
         model = build_model("alexnet_half", 5, 0.0)
         start = [p.detach().clone() for p in model.parameters()]
-        opt = build_optimizer(model, config, fused=fused)
+        opt = build_optimizer(model.parameters(), config, fused=fused)
         assert type(opt).__name__.lower() == optimizer and opt.defaults["fused"] is (True if fused else None)
         torch.manual_seed(1)
         for _ in range(3):
