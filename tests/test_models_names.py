@@ -3,7 +3,7 @@ refused in one line that names the closest ones."""
 
 import pytest
 
-from conftest import run_petalnet, shown
+from conftest import cli, run_petalnet, shown
 from petalnet.errors import UserError
 from petalnet.models.names import (MODEL_NAMES, PETALNET_MODELS, TIMM_MODELS, TORCHVISION_MODELS, check_model_name,
                                    model_source, timm_name)
@@ -57,3 +57,11 @@ def test_cli_refuses_an_unknown_model_in_one_line_before_any_work(made_photos, t
     assert done.stderr.count("\n") == 1, shown(done)
     assert "--model" in done.stderr and "resnet18" in done.stderr and "Traceback" not in done.stderr, shown(done)
     assert not run.exists()
+
+
+def test_a_size_a_transformer_does_not_take_is_one_line(tmp_path, capsys):
+    """vit_b_16 asserts its one input size (an AssertionError, not a RuntimeError): still one line, exit 2."""
+    assert cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--model", "vit_b_16", "--image-size",
+               "160") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--image-size 160 does not suit vit_b_16" in err, err

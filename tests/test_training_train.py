@@ -129,7 +129,7 @@ def test_unreadable_photos_are_listed_once_and_left_out(tmp_path, capsys):
     (["--recipe", "magic"], "unknown recipe 'magic'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
-    (["--image-size", "32"], "--image-size 32 is too small for alexnet_half"),
+    (["--image-size", "32"], "--image-size 32 does not suit alexnet_half"),
     (["--epochs", "three"], "invalid int value: 'three'"),
     (["--hflip", "yes"], "expected on or off, got 'yes'"),
     (["--crop-scale", "0.5"], "expected 2 arguments"),

@@ -243,4 +243,4 @@ def validate_config(config):
     key = min(sizes, key=sizes.get)
     problem = _size_problem(c.model, sizes[key])
     if problem:
-        raise SettingError(key, f"{{}} {sizes[key]} is too small for {c.model}: {problem}")
+        raise SettingError(key, f"{{}} {sizes[key]} does not suit {c.model}: {problem}")

@@ -167,7 +167,7 @@ def smallest_input_error(model, image_size):
         with torch.no_grad():
             model(torch.zeros(1, 3, image_size, image_size))
         return None
-    except RuntimeError as err:
+    except (RuntimeError, AssertionError, ValueError) as err:  # ViTs assert their one input size
         return one_line(err, 200)
     finally:
         model.train(was_training)
