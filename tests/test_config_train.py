@@ -22,7 +22,8 @@ def test_every_recipe_overrides_only_fields_with_a_flag_and_resolves():
         assert set(recipe) <= flags, name
         assert not [key for key, value in recipe.items() if isinstance(value, list)], "tuples, as the fields hold"
         config = resolve_config(name)
-        assert config.recipe == name and config.model == "alexnet_half"  # the goals count this model
+        from_scratch = name != "finetune"  # the from-scratch goals count the tutorial's model
+        assert config.recipe == name and (config.model == "alexnet_half") == from_scratch
         assert {key: getattr(config, key) for key in recipe} == recipe
         defaults = TrainConfig()
         assert changed(config, defaults) - {"recipe", "cache_size"} == {k for k, v in recipe.items()
@@ -73,7 +74,7 @@ def test_sizes_and_warmup_follow_the_values_they_depend_on_unless_given():
     ({"eval_image_size": 8}, "eval_image_size", "{} must be at least 16"),
     ({"cache_size": 100}, "cache_size", "{} must be at least the image size (224), got 100"),
     ({"lr": float("nan")}, "lr", "{} must be greater than 0, got nan"),
-    ({"model": "vgg99"}, "model", "unknown {} 'vgg99': choose from alexnet_half"),
+    ({"model": "vgg99"}, "model", "unknown {} 'vgg99': closest vgg19, vgg19_bn"),
     ({"pipeline": "pil"}, "pipeline", "{} pil has the tutorial's augmentation only"),
 ])
 def test_bad_values_name_the_setting_for_the_api_and_the_flag_for_the_cli(overrides, setting, says):
@@ -114,3 +115,11 @@ def test_a_resumed_old_run_keeps_what_it_trained_with():
     assert resumed_config(current, {}, notes.append) == resolve_config("fast", {"epochs": 3})
     with pytest.raises(SettingError, match="epochs must be at least 1"):
         resumed_config(OLD_RUN, {"epochs": 0}, notes.append)
+
+
+def test_init_takes_the_model_and_normalization_of_its_weights_and_replaces_a_recipes_pretrained(trained_run):
+    config = resolve_config("finetune", {"init": str(trained_run), "epochs": 2})
+    assert (config.model, config.pretrained, config.init) == ("alexnet_half", "none", str(trained_run))
+    assert config.mean == config.std == (0.5, 0.5, 0.5)
+    with pytest.raises(SettingError, match="pick one"):
+        resolve_config("finetune", {"init": str(trained_run), "pretrained": "imagenet"})

@@ -114,7 +114,8 @@ def resolve_config(recipe=None, overrides=None):
     base = recipe_config(recipe)
     given = _given(overrides)
     if given.get("init"):
-        given = {**init_settings(given["init"]), **given}  # the init's model and normalization, unless given
+        # the init's model and normalization, unless given; its weights replace a recipe's --pretrained
+        given = {**init_settings(given["init"]), "pretrained": "none", **given}
     config = dataclasses.replace(base, **given)
     config = dataclasses.replace(config, **follow_overrides(config, base, given))
     if config.cache_size is None:
