@@ -123,3 +123,11 @@ def test_init_takes_the_model_and_normalization_of_its_weights_and_replaces_a_re
     assert config.mean == config.std == (0.5, 0.5, 0.5)
     with pytest.raises(SettingError, match="pick one"):
         resolve_config("finetune", {"init": str(trained_run), "pretrained": "imagenet"})
+
+
+def test_normalization_follows_the_pretrained_weights_unless_given():
+    assert resolve_config("finetune").mean == (0.5, 0.5, 0.5)  # EfficientNet-Lite0's (TensorFlow's 127/128)
+    resnet = resolve_config("finetune", {"model": "resnet18"})  # torchvision's metadata: ImageNet's
+    assert resnet.mean == (0.485, 0.456, 0.406) and resnet.std == (0.229, 0.224, 0.225)
+    given = resolve_config("finetune", {"model": "resnet18", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    assert given.mean == (0.5, 0.5, 0.5) and given.std == (0.25, 0.25, 0.25)
