@@ -40,3 +40,14 @@ def test_shrink_photos_keeps_layout_and_caps_the_short_side(tmp_path):
     assert sizes == {"train/daisy/big.webp": (133, 100), "train/roses/tall.webp": (100, 213),
                      "val/daisy/tiny.webp": (60, 40)}
     assert "3 photos" in done.stdout, shown(done)
+
+
+def test_bench_models_measures_torch_and_onnx(made_photos, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), "--data", str(made_photos),
+                           "--out", str(tmp_path), "--models", "alexnet_half", "--photos", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, shown(done)
+    (row,) = json.loads((tmp_path / "results.json").read_text())
+    assert row["model"] == "alexnet_half" and (tmp_path / "alexnet_half.onnx").is_file()
+    for path in ("torch", "onnx"):
+        assert row[path]["img_per_s"] > 0 and row[path]["cold_start_s"] > 0, row
