@@ -125,7 +125,7 @@ def test_unreadable_photos_are_listed_once_and_left_out(tmp_path, capsys):
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--lr", "0"], "--lr must be greater than 0"),
     (["--lr", "-0.1"], "--lr must be greater than 0"),
-    (["--model", "vgg99"], "unknown --model 'vgg99': choose from alexnet_half, alexnet_half_bn, alexnet"),
+    (["--model", "vgg99"], "unknown --model 'vgg99': closest vgg19, vgg19_bn"),
     (["--recipe", "magic"], "unknown recipe 'magic'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
