@@ -131,3 +131,10 @@ def test_normalization_follows_the_pretrained_weights_unless_given():
     assert resnet.mean == (0.485, 0.456, 0.406) and resnet.std == (0.229, 0.224, 0.225)
     given = resolve_config("finetune", {"model": "resnet18", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
     assert given.mean == (0.5, 0.5, 0.5) and given.std == (0.25, 0.25, 0.25)
+
+
+def test_a_recipes_freezing_is_dropped_when_nothing_is_pretrained():
+    config = resolve_config("finetune", {"pretrained": "none"})
+    assert (config.head_epochs, config.freeze_fraction, config.body_lr) == (0, 0.0, 0.1)
+    with pytest.raises(SettingError, match="need --pretrained or --init"):
+        resolve_config("finetune", {"pretrained": "none", "head_epochs": 1})

@@ -178,3 +178,13 @@ def test_grad_cam_refuses_a_transformer_in_one_line():
         last_conv(build_model("vit_b_32", 5))
     assert "\n" not in str(caught.value) and "VisionTransformer" in str(caught.value)
     assert last_conv(build_model("efficientnet_lite0", 5)) is not None  # a CNN has one
+
+
+def test_grad_cam_takes_the_last_convolution_with_a_spatial_map():
+    """timm's MobileNetV3 has a 1x1 conv_head after global pooling: its map would be uniform."""
+    from petalnet.inference.explain import grad_cam, last_conv
+
+    model = build_model("timm/mobilenetv3_large_100", 5).eval()
+    images = torch.randn(2, 3, 96, 96)
+    assert last_conv(model, images[:1]) is not model.conv_head
+    assert float(grad_cam(model, images).std()) > 0.05

@@ -65,3 +65,10 @@ def test_a_size_a_transformer_does_not_take_is_one_line(tmp_path, capsys):
                "160") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--image-size 160 does not suit vit_b_16" in err, err
+
+
+def test_an_unknown_timm_name_with_pretrained_weights_is_one_line(tmp_path, capsys):
+    assert cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--model", "timm/resnet_nope",
+               "--pretrained", "imagenet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "timm has no architecture 'resnet_nope'" in err, err

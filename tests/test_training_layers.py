@@ -132,3 +132,15 @@ def test_frozen_parameters_get_no_gradient_and_do_not_move():
         moved = not torch.equal(param, before[name])
         assert moved == (name in layers.head), name
         assert (param.grad is not None) == (name in layers.head), name
+
+
+def test_a_frozen_convolution_takes_its_batchnorm_with_it():
+    model = build_model("resnet18", 5)
+    layers = Layers.of(model, 5)
+    for fraction in [k / 20 for k in range(1, 20)]:
+        config = TrainConfig(pretrained="imagenet", freeze_fraction=fraction)
+        frozen = layers.frozen_names(config, epoch=5)
+        count = sum(1 for layer in layers.body if set(layer) <= frozen)
+        assert count == len(layers.body) or not layers.is_norm[count], fraction  # never a BatchNorm first
+        norms = layers.frozen_norms(model, config, epoch=5)
+        assert all(isinstance(n, torch.nn.BatchNorm2d) for n in norms) and len(norms) > 0

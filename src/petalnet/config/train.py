@@ -148,6 +148,8 @@ def follow_overrides(config, recipe, given):
         changes["warmup_epochs"] = max(0, min(config.warmup_epochs, config.epochs - 1))
     if "head_epochs" not in given:
         changes["head_epochs"] = max(0, min(config.head_epochs, config.epochs - 1))
+    if config.pretrained == "none" and not config.init:  # nothing pretrained: a recipe's freezing does not apply
+        changes.update({key: 0 for key in ("head_epochs", "freeze_fraction") if key not in given})
     if config.pretrained != "none" and "mean" not in given and "std" not in given:
         changes.update(weights_normalization(config.model, config.pretrained))
     return changes
@@ -182,16 +184,9 @@ def _smallest_usable(config, size):
 @functools.lru_cache(maxsize=64)
 def _size_problem(model_name, size):
     """None if the model takes size x size photos, else why not (each model built once per process)."""
-    from petalnet.models.networks import smallest_input_error  # torch: not for `petalnet --help`
+    from petalnet.models.networks import probe_model, smallest_input_error  # torch: not for `petalnet --help`
 
-    return smallest_input_error(_probe_model(model_name), size)
-
-
-@functools.lru_cache(maxsize=4)
-def _probe_model(model_name):
-    from petalnet.models.networks import build_model
-
-    return build_model(model_name, 2)
+    return smallest_input_error(probe_model(model_name), size)
 
 
 def resumed_config(saved, overrides, log=print):

@@ -21,26 +21,41 @@ from torch import nn
 from petalnet.errors import UserError
 
 
-def last_conv(model):
-    """The last convolution of the network's last convolutional stage (any CNN: AlexNet's features.10,
-    ResNet's layer4, EfficientNet's conv_head); one line if attention layers follow it (a transformer has
-    no convolutional stage whose maps Grad-CAM could weigh)."""
-    conv, conv_at, attention_at = None, -1, -1
+def last_conv(model, image=None):
+    """The last convolution with a spatial map (any CNN: AlexNet's features.10, ResNet's layer4, EfficientNet's
+    conv_head; not a 1x1 map after global pooling, as timm's MobileNetV3 has, found by running `image` when
+    given); one line if there is none or attention layers follow it (a transformer)."""
+    convs, conv_at, attention_at = [], -1, -1
     for i, module in enumerate(model.modules()):
         if isinstance(module, nn.Conv2d):
-            conv, conv_at = module, i
+            convs.append(module)
+            conv_at = i
         elif isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__:
             attention_at = i
-    if conv is None or attention_at > conv_at:
-        name = type(getattr(model, "model", model)).__name__
-        raise UserError(f"Grad-CAM needs a convolutional network: {name} ends in attention layers, "
-                        f"not a convolutional stage")
-    return conv
+    name = type(getattr(model, "model", model)).__name__
+    if not convs or attention_at > conv_at:
+        why = "has no convolution" if not convs else "ends in attention layers, not a convolutional stage"
+        raise UserError(f"Grad-CAM needs a convolutional network: {name} {why}")
+    if image is None:
+        return convs[-1]
+    areas = {}
+    hooks = [c.register_forward_hook(lambda m, _, out: areas.__setitem__(m, out.shape[-2] * out.shape[-1]))
+             for c in convs]
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    spatial = [c for c in convs if areas.get(c, 0) > 1]
+    return spatial[-1] if spatial else convs[-1]
 
 
 def grad_cam(model, images, classes=None):
     """Heat maps (N, H, W) in [0, 1] for `classes` (default: each image's top class), float32 on the CPU."""
-    layer, saved = last_conv(model), {}
+    saved, was_training = {}, model.training
+    model.eval()
+    layer = last_conv(model, images[:1])
 
     def keep(_module, _inputs, out):
         # The conv's output is followed by an in-place ReLU: keep the original, let the ReLU have a copy.
@@ -49,8 +64,6 @@ def grad_cam(model, images, classes=None):
         return out.clone()
 
     hook = layer.register_forward_hook(keep)
-    was_training = model.training
-    model.eval()
     try:
         with torch.enable_grad():
             images = images.detach().requires_grad_(True)

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from petalnet.errors import UserError, one_line
+from petalnet.utils.fields import SettingError
 from petalnet.utils.fileio import atomic_path
 from petalnet.models.networks import build_model, for_inference, head_parameters
-from petalnet.models.spec import InferenceSpec
+from petalnet.models.spec import FORMAT, VERSION, InferenceSpec
 from petalnet.models.tutorial import tutorial_checkpoint, tutorial_files
 from petalnet.models.weights import Weights, load_pretrained, read_weights
 
-FORMAT, VERSION = "petalnet", 1
 
 
 def save_checkpoint(path, state):
@@ -63,7 +63,10 @@ def model_from_checkpoint(ckpt, path="checkpoint"):
     """Build the checkpoint's model and load its weights (wrapped for test-time flipping when its meta says
     so: models.for_inference); one clear line if they do not fit."""
     spec = ckpt["meta"]
-    model = build_model(spec.model, len(spec.classes))
+    try:
+        model = build_model(spec.model, len(spec.classes))
+    except SettingError as err:  # not the --model flag here: the checkpoint names the model
+        raise UserError(f"{path}: {err}") from None
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as err:

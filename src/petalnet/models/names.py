@@ -56,13 +56,14 @@ def timm_name(name):
     return TIMM_MODELS.get(name) or name.removeprefix(TIMM_PREFIX)
 
 
-def closest_names(name, count=3):
-    return difflib.get_close_matches(name, MODEL_NAMES, n=count, cutoff=0.5)
+def closest_hint(name, candidates, prefix=""):
+    """': closest a, b, c' for the names of `candidates` nearest to `name` ('' when none is near)."""
+    near = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+    return f": closest {', '.join(prefix + n for n in near)}" if near else ""
 
 
 def check_model_name(name):
     """Raise SettingError (a UserError) unless `name` is a model petalnet can build (timm/NAME: when built)."""
     if model_source(name) is None or name == TIMM_PREFIX:
-        near = closest_names(name)
-        hint = f": closest {', '.join(near)}" if near else ""
+        hint = closest_hint(name, MODEL_NAMES)
         raise SettingError("model", f"unknown {{}} '{name}'{hint} ('petalnet models' lists them all)")

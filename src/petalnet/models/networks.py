@@ -13,13 +13,12 @@ FlipAveraged wraps any of them for test-time flipping (a recipe's tta_flip): the
 of its mirror image, averaged, so predict, evaluate, serve and export all see one model.
 """
 
-import difflib
 import functools
 
 import torch
 from torch import nn
 from petalnet.errors import UserError, one_line
-from petalnet.models.names import PETALNET_MODELS, check_model_name, model_source, timm_name
+from petalnet.models.names import PETALNET_MODELS, check_model_name, closest_hint, model_source, timm_name
 
 
 class AlexNetHalf(nn.Module):
@@ -94,13 +93,16 @@ def build_model(name, num_classes, dropout=0.5):
 
 
 def _timm_model(name, num_classes):
-    timm = import_timm()
-    arch = timm_name(name)
+    return import_timm().create_model(timm_architecture(name), pretrained=False, num_classes=num_classes)
+
+
+def timm_architecture(name):
+    """timm's name for a petalnet name (efficientnet_lite0, timm/NAME); one line with timm's closest names
+    if timm has no such architecture."""
+    timm, arch = import_timm(), timm_name(name)
     if not timm.is_model(arch):
-        near = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.5)
-        hint = f": closest {', '.join('timm/' + n for n in near)}" if near else ""
-        raise UserError(f"timm has no architecture '{arch}'{hint}")
-    return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        raise UserError(f"timm has no architecture '{arch}'{closest_hint(arch, timm.list_models(), 'timm/')}")
+    return arch
 
 
 def import_timm():
@@ -117,6 +119,7 @@ def head_parameters(model, num_classes):
     heads.head, squeezenet's final conv)."""
     if hasattr(model, "get_classifier"):
         head = model.get_classifier()
+        head = nn.ModuleList(head) if isinstance(head, (tuple, list)) else head  # distilled: (head, head_dist)
     else:
         heads = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))
                  and (getattr(m, "out_features", None) or getattr(m, "out_channels", None)) == num_classes]
@@ -140,9 +143,15 @@ def body_layers(model, head):
     return layers
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
+def probe_model(name):
+    """A 2-class instance of the architecture, built once per process, for questions about it (which
+    sizes it takes, whether it has depthwise convolutions)."""
+    return build_model(name, 2)
+
+
 def architecture_has_depthwise_convs(name):
-    return has_depthwise_convs(build_model(name, 2))
+    return has_depthwise_convs(probe_model(name))
 
 
 def has_depthwise_convs(model):

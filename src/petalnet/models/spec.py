@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from petalnet.errors import UserError
 from petalnet.utils.fields import from_dict
 
+FORMAT, VERSION = "petalnet", 1  # what every checkpoint says it is (models/checkpoint.py)
+
 
 @dataclass(frozen=True)
 class InferenceSpec:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from petalnet.errors import UserError, one_line
-from petalnet.models.spec import InferenceSpec
+from petalnet.models.spec import FORMAT, VERSION, InferenceSpec
 
 CLASS_FILE = "class_indices.json"
 WEIGHTS_FILE = "AlexNet.pth"
@@ -60,5 +60,5 @@ def tutorial_checkpoint(weights, class_file):
         raise UserError(f"{class_file} names {len(classes)} classes but {weights.name} has {outputs} outputs")
     spec = InferenceSpec(model="alexnet_half", classes=classes, image_size=224, eval_resize="squash",
                          mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    return {"format": "petalnet", "version": 1, "meta": spec, "model": state, "epoch": None, "val_acc": None,
+    return {"format": FORMAT, "version": VERSION, "meta": spec, "model": state, "epoch": None, "val_acc": None,
             "config": {"model": "alexnet_half", "recipe": "seed", "source": "the tutorial's train.py"}}

