@@ -51,3 +51,21 @@ def test_bench_models_measures_torch_and_onnx(made_photos, tmp_path):
     assert row["model"] == "alexnet_half" and (tmp_path / "alexnet_half.onnx").is_file()
     for path in ("torch", "onnx"):
         assert row[path]["img_per_s"] > 0 and row[path]["cold_start_s"] > 0, row
+
+
+def test_large_folder_makes_distinct_photos_once(made_photos, tmp_path):
+    import hashlib
+
+    out = tmp_path / "large"
+    command = [sys.executable, str(ROOT / "benchmarks" / "large_folder.py"), str(made_photos), str(out), "--count",
+               "130", "--max-side", "64", "--workers", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, shown(done)
+    photos = sorted(out.rglob("*.jpg"))
+    assert len(photos) == 130 and {p.parent.name for p in photos} == {p.name for p in made_photos.iterdir()}
+    assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}) == 130  # no byte-identical files
+    assert all(max(Image.open(p).size) <= 64 for p in photos)
+    before = {p: p.stat().st_mtime_ns for p in photos}
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, shown(again)
+    assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*.jpg"))} == before  # built once
