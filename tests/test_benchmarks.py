@@ -69,3 +69,17 @@ def test_large_folder_makes_distinct_photos_once(made_photos, tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, shown(again)
     assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*.jpg"))} == before  # built once
+
+
+def test_bench_memory_reports_peak_memory_and_speed(made_photos, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--work", str(tmp_path / "w"),
+                           "--memory", str(made_photos), "--disk", str(made_photos), "--epochs", "1",
+                           "--image-size", "64", "--disk-budget", "0.0015"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, shown(done)
+    memory, disk = json.loads(done.stderr.strip().splitlines()[-1])
+    assert memory["how"] == "memory" and disk["how"] == "disk" and memory["photos"] == disk["photos"] == 100
+    assert disk["store"] > 0 and memory["store"] is None
+    for row in (memory, disk):
+        assert row["peak_gib"] > 0.1 and row["img_s"][0] > 0 and row["decode_s_per_1000"] > 0 and row["processes"] == 1
+    assert "| 100 | disk | 1 |" in done.stdout, shown(done)

@@ -6,12 +6,13 @@ import json
 import pytest
 import torch
 
-from conftest import SMALL, cli, metrics
+from conftest import SMALL, cli, metrics, run_petalnet, shown
 from imagegen import make_class_folders
 from petalnet.config.train import TrainConfig
 from petalnet.devices.settings import DeviceSettings
 from petalnet.pipeline.cache import decoded_photos
-from petalnet.pipeline.loaders import CachedTrainBatches, TensorEvalBatches, epoch_seed, shard
+from petalnet.pipeline.loaders import CachedTrainBatches, StoredEvalBatches, epoch_seed, rank_share, shard
+from petalnet.pipeline.store import StoreWriter
 
 
 def photo_lists(root):
@@ -47,24 +48,53 @@ def test_shards_cover_every_photo_and_are_equal_when_training():
     assert len({epoch_seed(0, 1), epoch_seed(0, 2), epoch_seed(1, 1), epoch_seed(0, 1, rank=1)}) == 4
 
 
+def packed(n, size, value):
+    writer = StoreWriter(parts=("val",))
+    for k in range(n):
+        writer.add("val", torch.full((size, size, 3), value, dtype=torch.uint8), k)
+    return writer.finish()["val"]
+
+
 def test_val_batches_switch_size_with_progressive_eval():
     config = TrainConfig(epochs=10, image_size=128, min_image_size=64, resize_ramp=(0.0, 0.5), eval_image_size=160,
                          progressive_eval=True)
-    final = torch.zeros(5, 3, 160, 160, dtype=torch.uint8)
+    final = packed(5, 160, 0)
     asked = []
 
     def decode_at(size):
         asked.append(size)
-        return torch.full((5, 3, size, size), 255, dtype=torch.uint8)
+        return packed(5, size, 255)
 
-    val = TensorEvalBatches(final, torch.arange(5), config, "cpu", DeviceSettings(eval_batch_size=2),
-                            decode_at=decode_at)
+    val = StoredEvalBatches(final, config, "cpu", DeviceSettings(eval_batch_size=2), decode_at=decode_at)
     val.set_epoch(1)
     images, labels = next(iter(val))
     assert val.size == 80 and asked == [80] and images.shape == (2, 3, 80, 80)  # 64 * 160/128
     assert float(images.max()) == pytest.approx(1.0) and labels.tolist() == [0, 1] and len(val) == 3
     val.set_epoch(10)
-    assert val.size == 160 and val.images is final and asked == [80]  # the final size is kept, not decoded
+    assert val.size == 160 and val.photos is final and asked == [80]  # the final size is kept, not decoded
+
+
+def test_ranks_train_on_fixed_shares_and_take_as_many_steps(tmp_path):
+    """Under torchrun each rank decodes and trains on its own share (positions rank::world), shuffled
+    every epoch; a smaller share wraps so that every rank takes the same number of steps."""
+    make_class_folders(tmp_path / "photos", {"a": 5, "b": 6})
+    paths = sorted((tmp_path / "photos").rglob("*.jpg"))
+    config = dataclasses.replace(TrainConfig(), image_size=32, batch_size=2)
+    seen, steps = [], []
+    for rank in range(2):
+        share = rank_share(paths, rank, 2)
+        data = {"train": (share, [paths.index(p) for p in share]), "val": ([], [])}
+        train, _ = decoded_photos(data, 40, 32, "squash", progress=False)
+        batches = CachedTrainBatches(train, config, "cpu", DeviceSettings(), rank, 2, num_classes=11, total=11)
+        labels = []
+        for epoch in (1, 2):
+            batches.set_epoch(epoch)
+            labels.append(torch.cat([y for _, y in batches]).tolist())
+        steps.append(len(batches))
+        assert len(labels[0]) == 6 and set(labels[0]) == set(labels[1]) == set(data["train"][1])
+        assert labels[0] != labels[1]  # shuffled anew each epoch
+        seen += data["train"][1]
+    assert steps == [3, 3] and sorted(seen) == list(range(11))
 
 
 @pytest.mark.parametrize("pipeline", ["cache", "pil"])
@@ -97,3 +127,23 @@ def test_default_run_records_its_device_settings_and_why(trained_run):
     assert settings["fused_optimizer"] is True  # torch has fused optimizer kernels for CPUs
     assert set(settings) == {f.name for f in dataclasses.fields(DeviceSettings)}
     assert set(settings["why"]) >= {"amp", "channels_last", "workers", "eval_batch_size", "compile", "fused_optimizer"}
+    assert settings["cache_memory"] > 0 and "available memory" in settings["why"]["cache_memory"]
+
+
+def test_photos_read_from_a_store_on_disk_train_exactly_as_in_memory(trained_run, made_photos, tmp_path):
+    run, cache = tmp_path / "disk", tmp_path / "cache"
+    assert cli("train", "--data", made_photos, "--out", run, "--epochs", "2", *SMALL, "--cache-dir", cache,
+               "--cache-memory", "0.0015") == 0  # one batch of 32 can take 1 MiB, the photos about 2 MiB
+    assert metrics(run) == metrics(trained_run)
+    assert json.loads((run / "config.json").read_text())["device_settings"]["cache_memory"] == 0.0015
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+
+
+def test_a_memory_budget_below_one_batch_is_refused_in_one_line(made_photos, tmp_path):
+    done = run_petalnet("train", "--data", made_photos, "--out", tmp_path / "run", *SMALL, "--batch-size", "64",
+                        "--cache-memory", "0.001")
+    assert done.returncode == 2, shown(done)
+    assert done.stderr.strip().splitlines() == [
+        "petalnet: error: --cache-memory 0.001 GiB is less than one batch of decoded photos can take (0.002 GiB at "
+        "batch size 64, cache size 73)"], shown(done)
+    assert not (tmp_path / "run").exists()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import SMALL_SIZE, cli, shown
 from petalnet.models.checkpoint import load_checkpoint
@@ -201,3 +202,84 @@ def test_a_pretrained_run_with_a_frozen_start_trains_under_torchrun(made_photos,
     assert len(metric_rows(run)) == 2
     last = load_checkpoint(run / "last.pt")
     assert last["config"]["head_epochs"] == 1 and last["meta"].model == "efficientnet_lite0"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine_command(node, port, *args):
+    """One of two "machines" on this one: its own torchrun launcher, address 127.0.0.(node + 1) (c10d gives
+    rank 0 to the first address in sorted order), joining through a c10d rendezvous."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
+            "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+            f"--local-addr=127.0.0.{node + 1}", "--rdzv-id=petalnet-test", str(ENTRY), "train", *map(str, args)]
+
+
+def start_machines(per_machine):
+    """Two launchers, per_machine[n] the train arguments of machine n; returns their Popen objects."""
+    port = free_port()
+    return [subprocess.Popen(machine_command(node, port, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=child_env()) for node, args in enumerate(per_machine)]
+
+
+def finished(child, timeout=300):
+    out, err = child.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def machine_args(made_photos, out, cache, *more):
+    """What each machine is told: its own run folder and cache folder (nothing shared), the store on disk
+    (--cache-memory below the photos' size, above one batch's)."""
+    return ["--data", made_photos, "--out", out, "--recipe", "seed", "--image-size", SMALL_SIZE, "--batch-size", "8",
+            "--device", "cpu", "--cache-dir", cache, "--cache-memory", "0.0005", *more]
+
+
+def without_timings(rows):
+    return [{k: v for k, v in row.items() if k not in ("epoch_seconds", "train_images_per_s", "elapsed_s")}
+            for row in rows]
+
+
+def test_two_machines_sharing_no_folder_train_as_one_machine_with_two_processes(made_photos, ddp_run, tmp_path):
+    """Each machine decodes only its rank's share into its own cache folder, and the run's metrics equal
+    those of one machine running two processes (ddp_run: the same settings, photos in memory): the same
+    ranks get the same shares, draws and batches, and gloo's sum of two numbers does not depend on order."""
+    children = start_machines([machine_args(made_photos, tmp_path / f"run{n}", tmp_path / f"cache{n}", "--epochs", "2")
+                               for n in range(2)])
+    done = [finished(child) for child in children]
+    for machine in done:
+        assert machine.returncode == 0 and "Traceback" not in machine.stderr, shown(machine)
+    run, other = tmp_path / "run0", tmp_path / "run1"
+    assert without_timings(metric_rows(run)) == without_timings(metric_rows(ddp_run[0]))
+    assert [p.name for p in other.iterdir()] == ["logs"]  # machine 1 wrote its rank log only
+    for n in range(2):
+        (store,) = [p for p in (tmp_path / f"cache{n}").iterdir() if p.is_dir()]
+        index = torch.load(store / "index.pt", weights_only=True)
+        assert len(index["parts"]["train"]["labels"]) == 45 and len(index["parts"]["val"]["labels"]) == 5
+    assert "read from disk" in done[0].stdout, shown(done[0])
+
+
+def test_a_machine_stopped_mid_run_stops_both_with_a_line_and_the_run_resumes(made_photos, tmp_path):
+    per_machine = [machine_args(made_photos, tmp_path / f"run{n}", tmp_path / f"cache{n}", "--epochs", "4")
+                   for n in range(2)]
+    children, run = start_machines(per_machine), tmp_path / "run0"
+    deadline = time.monotonic() + 240
+    while not (run / "last.pt").is_file():  # epoch 1 is saved: both are in epoch 2
+        assert all(c.poll() is None for c in children) and time.monotonic() < deadline, \
+            shown(finished(children[0])) + shown(finished(children[1]))
+        time.sleep(0.05)
+    children[1].send_signal(signal.SIGTERM)  # machine 1's launcher: a job system stops that node
+    done = [finished(child) for child in children]
+    lines = [[line for line in machine.stderr.splitlines() if line.startswith("petalnet: error:")] for machine in done]
+    assert all(machine.returncode != 0 for machine in done) and [len(found) for found in lines] == [1, 1], \
+        shown(done[0]) + shown(done[1])
+    assert lines[0][0].startswith("petalnet: error: rank 0 of 2 lost contact with another process"), shown(done[0])
+    assert lines[1][0].startswith("petalnet: error: rank 1 of 2 stopped: SIGTERM"), shown(done[1])
+    epoch = load_checkpoint(run / "last.pt")["epoch"]
+    assert f"last.pt holds epoch {epoch}" in lines[0][0]
+    resumed = [finished(child) for child in start_machines([[*args, "--resume"] for args in per_machine])]
+    assert all(machine.returncode == 0 for machine in resumed), shown(resumed[0]) + shown(resumed[1])
+    assert f"resuming at epoch {epoch + 1}/4" in resumed[0].stdout, shown(resumed[0])
+    assert [int(row["epoch"]) for row in metric_rows(run)] == [1, 2, 3, 4]

@@ -76,6 +76,28 @@ def barrier(processes):
         dist.barrier()
 
 
+def from_rank0(value, processes):
+    """Rank 0's `value` (any picklable object) on every rank. An exception rank 0 got instead is raised on
+    every rank, so that all stop with the same line: what only rank 0 can read (the run folder, which
+    need not be on storage the other machines share) reaches them this way."""
+    if processes.active:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        value = box[0]
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+def ranks_that_differ(value, processes):
+    """The ranks whose `value` (picklable, compared with ==) differs from rank 0's; [] when alone."""
+    if not processes.active:
+        return []
+    values = [None] * processes.world
+    dist.all_gather_object(values, value)
+    return [rank for rank, other in enumerate(values) if other != values[0]]
+
+
 def sum_over_ranks(values, processes, device):
     """Element-wise sum of a list of numbers over all ranks (the list itself when alone)."""
     if not processes.active:

@@ -23,4 +23,8 @@ class DeviceOptions:
     workers: int | None = setting(None, "decoding threads (cache pipeline) or processes (pil) (auto: measured "
                                   "for the device)", at_least=0)
     eval_batch_size: int | None = setting(None, "val batch size (auto: 64 CPU, 128 MPS, 512 CUDA)", at_least=1)
-    cache_dir: str | None = setting(None, "keep the decoded photos in a file here, for the next run to load")
+    cache_dir: str | None = setting(None, "keep the decoded photos in a store folder here, for the next run to "
+                                    "open (default: in memory; $PETALNET_HOME/decoded when over --cache-memory)")
+    cache_memory: float | None = setting(None, "GiB of memory the decoded photos may take; more: read from disk "
+                                         "(auto: half the available memory, shared by the machine's processes)",
+                                         above=0)

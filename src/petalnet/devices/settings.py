@@ -20,6 +20,8 @@ docs/performance.md) and is written with its reason into the run's config.json u
     eval_batch_size  CPU 64 (larger batches were no faster), MPS 128, CUDA 512
     heap_reuse       CPU on Linux/glibc: large tensors come from the reused heap instead of fresh mmap pages
                      that the kernel must fault in and zero at every step (mallopt)
+    cache_memory     GiB the decoded photos may hold in memory (pipeline/cache.py): half of the memory
+                     available now, divided among the processes torchrun starts on this machine
 """
 
 import contextlib
@@ -33,6 +35,7 @@ from pathlib import Path
 import torch
 
 from petalnet.utils.cores import cpu_count
+from petalnet.utils.memory import available_memory
 from petalnet.devices.options import DeviceOptions
 from petalnet.utils.fields import SettingError, check_fields
 
@@ -72,6 +75,7 @@ class DeviceSettings:
     eval_batch_size: int = 64
     heap_reuse: bool = False
     cache_dir: str | None = None
+    cache_memory: float | None = None  # GiB; None: no limit
     why: dict = field(default_factory=dict)
 
 
@@ -99,12 +103,14 @@ def device_settings(device, pipeline="cache", options=None, depthwise=False):
     else:
         eval_batch_size, why["eval_batch_size"] = options.eval_batch_size, "--eval-batch-size"
     why["compile"] = "--compile" if options.compile else "off by default"
+    cache_memory, why["cache_memory"] = _cache_memory(options.cache_memory)
     heap_reuse = device.type == "cpu" and keep_large_allocations_in_heap()
     why["heap_reuse"] = "CPU with glibc" if heap_reuse else "not a CPU run on glibc"
     return DeviceSettings(amp=amp, channels_last=channels_last, compile=bool(options.compile), workers=workers,
                           fused_optimizer=fused_optimizer, pin_memory=device.type == "cuda" and pipeline == "pil",
                           eval_batch_size=eval_batch_size, heap_reuse=heap_reuse,
-                          cache_dir=str(options.cache_dir) if options.cache_dir else None, why=why)
+                          cache_dir=str(options.cache_dir) if options.cache_dir else None, cache_memory=cache_memory,
+                          why=why)
 
 
 _HEAP_REUSE = []
@@ -149,6 +155,14 @@ def _fused_optimizer(device, choice):
         raise SettingError("fused_optimizer", f"{{}} on: torch has no fused optimizer for {device.type}; use auto or "
                            "off")
     return choice == "on", "--fused-optimizer"
+
+
+def _cache_memory(asked):
+    if asked is not None:
+        return asked, "--cache-memory"
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    share = available_memory() / 2 / processes / 2**30
+    return round(share, 3), f"half the available memory, shared by {processes} process(es) on this machine"
 
 
 def _auto_workers(device, pipeline):

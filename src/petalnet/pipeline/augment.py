@@ -4,7 +4,7 @@ RandomResizedCrop + horizontal flip:
 
     boxes = sample_crop_boxes(heights, widths, scale=(0.08, 1.0), generator=g)   # (N, 4) top, left, h, w
     flips = sample_flips(n, generator=g)
-    crops = resized_crops(canvas, index, boxes, size=224, method="loop")         # uint8 (N, 3, 224, 224)
+    crops = resized_crops(photos, boxes, size=224, method="loop", flips=flips)   # uint8 (N, 3, 224, 224)
 
 sample_crop_boxes draws from exactly the distribution of torchvision's RandomResizedCrop.get_params
 (ten tries of area fraction ~ U(scale) and log aspect ~ U(log ratio), then the same center-crop
@@ -70,37 +70,42 @@ def sample_flips(n, p=0.5, generator=None):
     return torch.rand(n, generator=generator) < p
 
 
-def resized_crops(canvas, index, boxes, size, method="loop", transposed=None, flips=None):
-    """Cut boxes[k] out of canvas[index[k]], resize each to size x size (bilinear, antialiased).
+def resized_crops(images, boxes, size, method="loop", flips=None, device=None):
+    """Cut boxes[k] out of images[k] and resize each to size x size (bilinear, antialiased).
 
-    canvas is uint8 (N, 3, H, W) on any device; boxes (top, left, h, w) are in canvas pixels. Then a crop
-    is transposed where transposed[k] and mirrored left-right where flips[k] (both optional). The result
-    is uint8 for "loop" and float (0-255) for "roi", on the canvas's device.
+    images: uint8 (3, h, w) photos of any sizes, on any device; boxes: (top, left, h, w) in their pixels.
+    Crops are mirrored left-right where flips[k] (optional). The result is uint8 for "loop" and float
+    (0-255, on `device`, default the photos') for "roi".
     """
-    n = len(index)
-    transposed = torch.zeros(n, dtype=torch.bool) if transposed is None else transposed
-    flips = torch.zeros(n, dtype=torch.bool) if flips is None else flips
+    flips = torch.zeros(len(images), dtype=torch.bool) if flips is None else flips
     if method == "roi":
-        images = _roi_crops(canvas, index, boxes, size)
-        images = torch.where(transposed.to(images.device).view(-1, 1, 1, 1), images.transpose(2, 3), images)
-        return apply_flips(images, flips)
-    crops = [F.interpolate(canvas[i:i + 1, :, top:top + h, left:left + w], size=(size, size), mode="bilinear",
-                           antialias=True) for i, (top, left, h, w) in zip(index.tolist(), boxes.tolist())]
-    images = torch.cat(crops)  # then transpose and flip the few that need it, in place (cheaper in uint8)
-    if transposed.any():
-        images[transposed] = images[transposed].transpose(2, 3)
-    if flips.any():
-        images[flips] = images[flips].flip(-1)
-    return images
+        canvas, device = padded(images), torch.device(device or images[0].device)
+        if canvas.device.type == "cpu" and device.type == "cuda":
+            canvas = canvas.pin_memory()  # then the copy to the GPU does not wait
+        return apply_flips(_roi_crops(canvas.to(device, non_blocking=True), boxes, size), flips)
+    crops = torch.cat([F.interpolate(image[None, :, top:top + h, left:left + w], size=(size, size), mode="bilinear",
+                                     antialias=True) for image, (top, left, h, w) in zip(images, boxes.tolist())])
+    if flips.any():  # flip the few that need it, in place (cheaper in uint8)
+        crops[flips] = crops[flips].flip(-1)
+    return crops
 
 
-def _roi_crops(canvas, index, boxes, size):
+def padded(images):
+    """Photos of any sizes on one zero-padded canvas (N, 3, max h, max w), channels_last."""
+    height, width = max(image.shape[1] for image in images), max(image.shape[2] for image in images)
+    canvas = torch.zeros(len(images), height, width, 3, dtype=torch.uint8, device=images[0].device)
+    canvas = canvas.permute(0, 3, 1, 2)
+    for k, image in enumerate(images):
+        canvas[k, :, :image.shape[1], :image.shape[2]] = image
+    return canvas
+
+
+def _roi_crops(canvas, boxes, size):
     from torchvision.ops import roi_align
 
-    index = index.to(canvas.device)
-    images = canvas.index_select(0, index).float()
+    images = canvas.float()
     top, left, h, w = boxes.to(canvas.device, torch.float32).unbind(dim=1)
-    rois = torch.stack([torch.arange(len(index), device=canvas.device, dtype=torch.float32),
+    rois = torch.stack([torch.arange(len(canvas), device=canvas.device, dtype=torch.float32),
                         left, top, left + w, top + h], dim=1)
     # aligned=True: pixel k spans [k, k+1), so the box covers exactly the crop; adaptive sampling
     # (ceil(box / size) points per output pixel, averaged) acts as the antialiasing filter.

@@ -9,7 +9,9 @@
 Both give loaders with the same interface: iterate for (images, targets) on the device, len() for
 batches per epoch, set_epoch(epoch) before each epoch (order and augmentation draws depend only on the
 seed, the epoch and the process's rank, so a resumed run continues exactly). Under torchrun each rank
-takes its share of the photos; val is split without padding and gathered back (distributed.py).
+takes its share of the photos: with the cache pipeline a fixed share that the rank alone decodes (so a
+machine decodes only what its ranks need, once), with pil a new share of a common permutation every
+epoch; val is split without padding and gathered back (distributed.py).
 """
 
 import functools
@@ -20,8 +22,10 @@ from torch.utils.data import DataLoader, Subset
 from petalnet.config.sizes import eval_image_size, train_image_size
 from petalnet.pipeline.augment import (batch_mixer, erase_boxes, photo_policy, resized_crops, sample_crop_boxes,
                                        sample_flips)
-from petalnet.pipeline.cache import decode_eval_photos, decoded_photos
+from petalnet.pipeline.cache import MAX_ASPECT, decode_eval_photos, decoded_photos
 from petalnet.pipeline.preprocess import NormalizedBatches, normalize_batch
+from petalnet.pipeline.store import stacked
+from petalnet.utils.fields import SettingError
 
 
 def epoch_seed(seed, epoch, rank=0):
@@ -37,36 +41,42 @@ def shard(n, rank, world, pad):
 
 
 class CachedTrainBatches:
-    """Random crops of decoded photos, a batch at a time, made on `device`, then the recipe's other
-    augmentations (augment.py). With MixUp/CutMix the targets are soft labels (N, num_classes)."""
+    """Random crops of this rank's decoded photos (store.PackedPhotos), a batch at a time, made on `device`,
+    then the recipe's other augmentations (augment.py). With MixUp/CutMix the targets are soft labels.
 
-    def __init__(self, photos, config, device, settings, rank=0, world=1, num_classes=None):
+    Under torchrun each rank trains on its own fixed share of the photos (rank_share: what it decoded),
+    shuffled anew every epoch, padded by wrapping to as many photos as the largest share. `total` is the
+    number of train photos of all ranks together.
+    """
+
+    def __init__(self, photos, config, device, settings, rank=0, world=1, num_classes=None, total=None):
         self.device, self.config, self.settings = torch.device(device), config, settings
-        self.rank, self.world, self.size = rank, world, train_image_size(1, config)
+        self.rank, self.size = rank, train_image_size(1, config)
+        self.per_rank = -(-(total or len(photos)) // world)
         self.policy = photo_policy(config)
         self.mixer = batch_mixer(config, num_classes or int(photos.labels.max()) + 1)
-        # CUDA: photos on the GPU, one roi_align per batch. Elsewhere (CPU, MPS): crops made on the CPU
-        # with the per-photo uint8 resize, then moved (as uint8) and normalized on the device.
+        # CUDA: one roi_align per batch, the photos in GPU memory when they fit. Elsewhere (CPU, MPS): crops
+        # made on the CPU with the per-photo uint8 resize, then moved (as uint8) and normalized on the device.
         on_gpu = self.device.type == "cuda"
-        self.photos = photos.to(self.device if on_gpu else "cpu")
-        self.heights, self.widths = photos.upright_sizes()
+        self.photos = photos.to(self.device) if on_gpu and fits_on_gpu(photos, self.device) else photos
+        self.heights, self.widths = photos.sizes.unbind(dim=1)
         self.order, self.draws = torch.Generator(), torch.Generator()
         self.method = "roi" if on_gpu else "loop"
 
     def __len__(self):
-        per_rank = len(shard(len(self.photos), self.rank, self.world, pad=True))
-        return -(-per_rank // self.config.batch_size)
+        return -(-self.per_rank // self.config.batch_size)
 
     def set_epoch(self, epoch):
-        self.order.manual_seed(epoch_seed(self.config.seed, epoch))  # the same order on every rank
+        self.order.manual_seed(epoch_seed(self.config.seed, epoch) - self.rank)
         self.draws.manual_seed(epoch_seed(self.config.seed, epoch, self.rank + 1))
         self.size = train_image_size(epoch, self.config)
 
     def __iter__(self):
         """This epoch's batches. (Making the next batch in a thread was slower on a 2-core CPU; on a GPU
         the work is queued asynchronously anyway.)"""
-        permutation = torch.randperm(len(self.photos), generator=self.order)
-        mine = permutation[shard(len(permutation), self.rank, self.world, pad=True)]
+        mine = torch.randperm(len(self.photos), generator=self.order)
+        while len(mine) < self.per_rank:  # a smaller share: wrap, so every rank takes as many steps
+            mine = torch.cat([mine, mine[:self.per_rank - len(mine)]])
         for start in range(0, len(mine), self.config.batch_size):
             index = mine[start:start + self.config.batch_size]
             images, labels = self.batch(index), self.photos.labels[index].to(self.device, non_blocking=True)
@@ -78,6 +88,7 @@ class CachedTrainBatches:
         boxes = sample_crop_boxes(self.heights[index], self.widths[index], c.crop_scale, generator=self.draws)
         flips = sample_flips(len(index), generator=self.draws) if c.hflip else torch.zeros(len(index), dtype=bool)
         images = self.render(index, boxes, flips)
+        self.photos.release(index)
         if self.policy is not None:
             images = self.policy(images if images.dtype == torch.uint8 else images.round().clamp(0, 255).byte())
         images = normalize_batch(images.to(self.device, non_blocking=True), c.mean, c.std,
@@ -85,42 +96,48 @@ class CachedTrainBatches:
         return erase_boxes(images, c.random_erasing) if c.random_erasing > 0 else images
 
     def render(self, index, boxes, flips):
-        """Photos `index` cut to `boxes` (top, left, h, w on the upright photo), resized, flipped: 0-255."""
-        transposed = self.photos.transposed[index]
-        stored = torch.where(transposed[:, None], boxes[:, [1, 0, 3, 2]], boxes)  # boxes on the canvas
-        return resized_crops(self.photos.canvas, index, stored, self.size, self.method, transposed, flips)
+        """Photos `index` cut to `boxes` (top, left, h, w), resized and flipped: 0-255."""
+        images = [self.photos.image(k) for k in index.tolist()]
+        return resized_crops(images, boxes, self.size, self.method, flips, self.device)
 
 
-class TensorEvalBatches:
-    """Already-resized uint8 val photos, normalized a batch at a time on `device` (this rank's share).
+def fits_on_gpu(photos, device, share=0.5):
+    """True when the photos take at most `share` of the GPU's free memory."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return photos.nbytes <= share * free
+
+
+class StoredEvalBatches:
+    """This rank's val photos (store.PackedPhotos, already at the model's size), normalized a batch at a
+    time on `device`.
 
     set_epoch(epoch) switches to that epoch's val size (config/sizes.py), decoding the photos
     again at a new size with `decode_at(size)`, exactly as `petalnet evaluate` would at that size.
     """
 
-    def __init__(self, images, labels, config, device, settings, rank=0, world=1, decode_at=None):
-        self.positions = torch.as_tensor(shard(len(labels), rank, world, pad=False), dtype=torch.long)
-        self.images, self.labels, self.size = images, labels, eval_image_size(config)
+    def __init__(self, photos, config, device, settings, decode_at=None):
+        self.photos, self.size = photos, eval_image_size(config)
         self.config, self.device, self.settings = config, torch.device(device), settings
         self.batch_size = settings.eval_batch_size
-        self.final, self.decode_at = images, decode_at
+        self.final, self.decode_at = photos, decode_at
 
     def set_epoch(self, epoch):
         size = eval_image_size(self.config, epoch) if self.decode_at else self.size
         if size != self.size:
-            self.images = self.final if size == eval_image_size(self.config) else self.decode_at(size)
+            self.photos = self.final if size == eval_image_size(self.config) else self.decode_at(size)
             self.size = size
 
     def __len__(self):
-        return -(-len(self.positions) // self.batch_size)
+        return -(-len(self.photos) // self.batch_size)
 
     def __iter__(self):
-        c = self.config
-        for start in range(0, len(self.positions), self.batch_size):
-            index = self.positions[start:start + self.batch_size]
-            images = self.images[index].to(self.device, non_blocking=True)
+        c, photos = self.config, self.photos
+        for start in range(0, len(photos), self.batch_size):
+            index = torch.arange(start, min(start + self.batch_size, len(photos)))
+            images = stacked(photos, index).to(self.device, non_blocking=True)
+            photos.release(index)
             yield (normalize_batch(images, c.mean, c.std, self.settings.channels_last),
-                   self.labels[index].to(self.device, non_blocking=True))
+                   photos.labels[index].to(self.device, non_blocking=True))
 
 
 class PilBatches:
@@ -147,20 +164,42 @@ class PilBatches:
         return iter(DataLoader(Subset(self.dataset, positions), generator=self.generator, **self.loader_args))
 
 
+def rank_share(items, rank, world):
+    """The items rank `rank` of `world` works on for the whole run: positions rank, rank + world, ...
+    (photos are listed class by class, so each share holds every class in proportion)."""
+    return list(items)[rank::world]
+
+
 def make_loaders(config, photos, device, settings, rank=0, world=1, progress=True, log=print):
     """(train loader, val loader) for config.pipeline; photos is training.train.TrainData."""
     val_size = eval_image_size(config)
     if config.pipeline == "pil":
         return _pil_loaders(config, photos, device, settings, rank, world)
-    data = {"train": (photos.train_paths, photos.train_labels), "val": (photos.val_paths, photos.val_labels)}
-    train, (val_images, val_labels) = decoded_photos(
-        data, config.cache_size, val_size, config.eval_resize, settings.workers, settings.cache_dir, progress, log)
+    data = {"train": (rank_share(photos.train_paths, rank, world), rank_share(photos.train_labels, rank, world)),
+            "val": (rank_share(photos.val_paths, rank, world), rank_share(photos.val_labels, rank, world))}
+    budget = memory_budget(config, settings)
+    train, val = decoded_photos(data, config.cache_size, val_size, config.eval_resize, settings.workers,
+                                settings.cache_dir, budget, progress, log)
 
-    def decode_at(size):  # the val photos at another size (progressive_eval), not kept in the cache file
-        return decode_eval_photos(*data["val"], size, config.eval_resize, settings.workers, progress)[0]
+    def decode_at(size):  # the val photos at another size (progressive_eval), kept in memory
+        return decode_eval_photos(*data["val"], size, config.eval_resize, settings.workers, progress)
 
-    return (CachedTrainBatches(train, config, device, settings, rank, world, len(photos.classes)),
-            TensorEvalBatches(val_images, val_labels, config, device, settings, rank, world, decode_at))
+    return (CachedTrainBatches(train, config, device, settings, rank, world, len(photos.classes),
+                               len(photos.train_paths)),
+            StoredEvalBatches(val, config, device, settings, decode_at))
+
+
+def memory_budget(config, settings):
+    """settings.cache_memory (GiB) in bytes, None for no limit; SettingError below one batch's photos."""
+    if settings.cache_memory is None:
+        return None
+    budget = int(settings.cache_memory * 2**30)
+    one_batch = config.batch_size * 3 * config.cache_size * MAX_ASPECT * config.cache_size
+    if budget < one_batch:
+        raise SettingError("cache_memory", f"{{}} {settings.cache_memory:g} GiB is less than one batch of "
+                           f"decoded photos can take ({one_batch / 2**30:.3f} GiB at batch size "
+                           f"{config.batch_size}, cache size {config.cache_size})")
+    return budget
 
 
 def _pil_loaders(config, photos, device, settings, rank, world):

@@ -86,7 +86,7 @@ class RankLog:
             self.write(f"{OWN_ERROR} {type(error).__name__}: {one_line(error)[:300]}")
             return None
         self.write(f"{AFTER_PEER} {stop}")
-        stop.quiet = not all(_ended(self.run, rank) for rank in range(self.processes.rank))
+        stop.quiet = any(_running(self.run, rank) for rank in range(self.processes.rank))
         return stop
 
     def close(self):
@@ -144,6 +144,12 @@ def _pid(section):
         return int(words[words.index("pid") + 1])
     except (ValueError, IndexError):
         return None
+
+
+def _running(run, rank):
+    """Whether rank's process is known to run still (its log is here and says nothing of an end); a rank on
+    another machine whose log this one cannot see is not known to run, so this one speaks."""
+    return bool(_last_section(run, rank)) and not _ended(run, rank)
 
 
 def _ended(run, rank, own_fault=False):

@@ -12,7 +12,9 @@ The structure follows torchvision's references/classification: load_data (photos
 (engine.py), evaluate (inference/scoring.py).
 """
 
+import hashlib
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from petalnet.models.checkpoint import (load_checkpoint, load_starting_point, re
 from petalnet.models.networks import architecture_has_depthwise_convs, build_model, count_parameters, for_inference
 from petalnet.models.names import model_source
 from petalnet.models.weights import find_weights, load_pretrained, read_weights
-from petalnet.pipeline.loaders import epoch_seed, make_loaders
+from petalnet.pipeline.loaders import epoch_seed, make_loaders, memory_budget
 from petalnet.training import runs
 from petalnet.training.ema import WeightAverage
 from petalnet.training.engine import Training, train_one_epoch
@@ -117,13 +119,17 @@ def _also_into(rank_log, log):
 
 def _train(request, session, rank_log):
     started, processes, log, out = time.perf_counter(), session.processes, session.log, request.out
-    runs.check_run_folder(out, request.resume, request.overwrite)
-    config, previous, data = _config_of(request, log)
+    found = _read_run_folder(request, log) if processes.is_main else None
+    config, previous, data, saved_split = distributed.from_rank0(found, processes)
     session.settings = device_settings(session.device, config.pipeline, request.options,
                                        depthwise=architecture_has_depthwise_convs(config.model))
-    photos = load_data(data, config, _saved_split(out) if request.resume else None, session.progress)
-    if len(photos.val_paths) < processes.world:
-        raise UserError(f"{len(photos.val_paths)} val photos cannot be shared by {processes.world} processes")
+    if config.pipeline == "cache":
+        memory_budget(config, session.settings)  # a budget below one batch stops the run before it starts
+    photos = load_data(data, config, saved_split, session.progress)
+    _check_same_photos(photos, data, processes)
+    for part, paths in (("train", photos.train_paths), ("val", photos.val_paths)):
+        if len(paths) < processes.world:
+            raise UserError(f"{len(paths)} {part} photos cannot be shared by {processes.world} processes")
     if photos.left_out:
         log(f"left out {len(photos.left_out)} unreadable file(s):")
         for row in photos.left_out:
@@ -143,6 +149,28 @@ def _train(request, session, rank_log):
         except OSError as err:
             raise StorageError(f"cannot write the run folder {run}: {describe_os_error(err)}") from None
     return fit(run, config, facts, photos, session, previous, started, built)
+
+
+def _read_run_folder(request, log):
+    """(config, last.pt's contents or None, data folder, saved split or None), or the UserError that stops
+    the run: rank 0 alone reads the run folder, the other processes get this from it (from_rank0)."""
+    try:
+        runs.check_run_folder(request.out, request.resume, request.overwrite)
+        config, previous, data = _config_of(request, log)
+        return config, previous, data, _saved_split(request.out) if request.resume else None
+    except UserError as err:
+        return err
+
+
+def _check_same_photos(photos, data, processes):
+    """Under torchrun on several machines each lists its own copy of the photos: they must agree."""
+    listing = [photos.classes, *([os.path.relpath(p, data) for p in paths] for paths in (photos.train_paths,
+               photos.val_paths)), photos.train_labels, photos.val_labels]
+    digest = hashlib.sha256(json.dumps(listing, default=str).encode()).hexdigest()
+    differ = distributed.ranks_that_differ(digest, processes)
+    if differ:
+        raise UserError(f"rank {differ[0]} sees other photos in {data} than rank 0 ({len(photos.train_paths)} train "
+                        f"/ {len(photos.val_paths)} val here): every machine needs the same photos at the same path")
 
 
 def _config_of(request, log):

@@ -29,6 +29,9 @@ class SettingError(UserError):
         super().__init__(sentence.format(setting))
         self.setting, self.sentence = setting, sentence
 
+    def __reduce__(self):  # pickled (torchrun: sent from rank 0 to the others) with both arguments
+        return type(self), (self.setting, self.sentence)
+
     def as_flag(self):
         return self.sentence.format("--" + self.setting.replace("_", "-"))
 
