@@ -15,7 +15,7 @@ reports its peak resident memory (VmHWM) as it ends:
     --two-processes F  torchrun, 2 processes on this machine, photos in memory and then on disk: the two
                        peaks added, beside the single-process runs of F
 Prints one markdown table: photos, how, store GiB, decode s per 1000 photos (listing and checking not
-included), train img/s in epochs 1 and 2, peak resident GiB (the sum over processes).
+included: rank 0's, under torchrun), train img/s in epochs 1 and 2, peak resident GiB (the sum over processes).
 """
 
 import argparse
@@ -23,9 +23,9 @@ import json
 import os
 import platform
 import shutil
+import re
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,22 +63,21 @@ def train(args, folder, name, extra=(), processes=1):
     command += ["train", "--data", str(folder), "--out", str(out), "--recipe", "seed", "--epochs", str(args.epochs),
                 "--image-size", str(args.image_size), "--device", "cpu", *extra]
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    seen = {}
-    for line in child.stdout:
-        for mark in ("model ", "epoch   1/"):
-            if line.startswith(mark) and mark not in seen:
-                seen[mark] = time.monotonic()
-    stderr = child.stderr.read()
-    if child.wait() != 0:
+    with open(args.work / f"{name}.stderr", "w+") as stderr_file:  # a file: a full pipe cannot block the child
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True, env=env)
+        stderr_file.seek(0)
+        stderr = stderr_file.read()
+    if done.returncode != 0:
         sys.exit(f"{name} failed:\n{stderr[-3000:]}")
+    decoding = [re.match(r"decoded (\d+) photos in ([\d.]+) s", line) for line in done.stdout.splitlines()]
+    decoding = [m for m in decoding if m]
     rows = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines()]
     columns = {key: [row[k] for row in rows[1:]] for k, key in enumerate(rows[0])}
     config = json.loads((out / "config.json").read_text())
     peaks = [int(line.split()[1]) for line in stderr.splitlines() if line.startswith("peak-kib")]
-    decode = seen["epoch   1/"] - seen["model "] - float(columns["epoch_seconds"][0])
-    return {"photos": config["num_train"] + config["num_val"], "how": name.split("-")[0],
-            "decode_s_per_1000": 1000 * decode / (config["num_train"] + config["num_val"]),
+    photos = config["num_train"] + config["num_val"]
+    return {"photos": photos, "how": name.split("-")[0],
+            "decode_s_per_1000": 1000 * float(decoding[0].group(2)) / int(decoding[0].group(1)) if decoding else None,
             "img_s": [float(v) for v in columns["train_images_per_s"]], "peak_gib": sum(peaks) / 2**20,
             "processes": len(peaks)}
 

@@ -1,18 +1,27 @@
 """pipeline/cache.py: photos decoded once, kept in memory or in a store folder; the folder is keyed by content,
 checked before it is trusted, shared safely by runs, and never left half-written."""
 
+import dataclasses
 import errno
 import hashlib
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import torch
 
-from imagegen import make_class_folders
+from conftest import SMALL, shown
+from imagegen import make_class_folders, write_photo
+from petalnet.config.train import TrainConfig
+from petalnet.devices.settings import DeviceSettings
 from petalnet.errors import StorageError, UserError
 from petalnet.pipeline import store
+from petalnet.pipeline.loaders import CachedTrainBatches
 from petalnet.pipeline.cache import decode_eval_photos, decoded_photos, estimate_bytes, fitted_size, train_photo
 from petalnet.pipeline.preprocess import eval_tensor
 from petalnet.data.images import open_photo
@@ -40,6 +49,11 @@ def same_photos(a, b):
         torch.equal(a.labels, b.labels)
 
 
+def built(line):
+    """The line a store folder built by this run ends with."""
+    return re.match(r"decoded \d+ photos in [\d.]+ s into .*decoded-[0-9a-f]{24}: ", line)
+
+
 def store_folders(cache):
     return sorted(p for p in cache.iterdir() if p.is_dir())
 
@@ -53,13 +67,13 @@ def data(tmp_path):
 def test_store_folder_is_reused_and_keyed_by_content_and_settings(data, tmp_path):
     logs, cache = [], tmp_path / "cache"
     first = decoded(data, cache_dir=cache, log=logs.append)
-    assert len(store_folders(cache)) == 1 and "saved decoded photos" in logs[-1]
+    assert len(store_folders(cache)) == 1 and built(logs[-1])
     second = decoded(data, cache_dir=cache, log=logs.append)
     assert logs[-1].startswith("decoded photos from")
     assert same_photos(first[0], second[0]) and same_photos(first[1], second[1])
     data["train"][0][0].write_bytes(data["train"][0][1].read_bytes())  # one photo's content changes
     decoded(data, cache_dir=cache, log=logs.append)
-    assert len(store_folders(cache)) == 2 and "saved decoded photos" in logs[-1]
+    assert len(store_folders(cache)) == 2 and built(logs[-1])
     decoded_photos(data, SHORT, EVAL, "center_crop", cache_dir=cache, progress=False, log=logs.append)
     assert len(store_folders(cache)) == 3  # another eval transform: another store
 
@@ -100,6 +114,11 @@ def test_disk_mode_holds_only_the_photos_in_use(tmp_path):
     touched = mapped_kib(data_file)
     train.release(torch.arange(len(train)))
     assert touched > 20_000 and mapped_kib(data_file) < touched / 10, (touched, mapped_kib(data_file))
+    config = dataclasses.replace(TrainConfig(), image_size=32, batch_size=8)
+    batches = CachedTrainBatches(train, config, "cpu", DeviceSettings())
+    batches.set_epoch(1)
+    for _ in batches:  # a training epoch lets each batch's pages go: at most a batch's worth stays
+        assert mapped_kib(data_file) < touched / 4, mapped_kib(data_file)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "one byte", "index", "version"])
@@ -122,7 +141,7 @@ def test_a_damaged_or_foreign_store_is_rebuilt_not_trusted(data, tmp_path, damag
         torch.save({**index, "version": store.STORE_VERSION - 1}, folder / "index.pt")
     again, _ = decoded(data, cache_dir=cache, memory_budget=budget, log=logs.append)
     assert any("rebuilding the decoded photos" in line for line in logs), logs
-    assert "saved decoded photos" in logs[-1] and same_photos(decoded(data)[0], again)
+    assert built(logs[-1]) and same_photos(decoded(data)[0], again)
 
 
 def test_runs_sharing_a_cache_folder_wait_for_one_another(data, tmp_path):
@@ -154,7 +173,7 @@ def test_two_runs_decoding_the_same_photos_at_once_build_one_store(data, tmp_pat
         run.start()
     for run in runs:
         run.join(60)
-    assert sum("saved decoded photos" in line for line in logs) == 1, logs
+    assert sum(bool(built(line)) for line in logs) == 1, logs
     assert sum(line.startswith("decoded photos from") for line in logs) == 1, logs
     assert len(store_folders(cache)) == 1 and not [p for p in cache.iterdir() if p.name.startswith(".")]
 
@@ -173,7 +192,7 @@ def test_a_disk_that_fills_while_writing_stops_in_one_line_and_leaves_nothing(da
 
     monkeypatch.setattr(store.StoreWriter, "add", add)
     cache = tmp_path / "cache"
-    with pytest.raises(StorageError, match="cannot write the decoded photos to .*No space left on device"):
+    with pytest.raises(StorageError, match="cannot keep the decoded photos in .*No space left on device"):
         decoded(data, cache_dir=cache, memory_budget=TINY)
     assert store_folders(cache) == [] and not [p for p in cache.iterdir() if p.name.startswith(".")]
     assert fingerprint(data["train"][0]) == before
@@ -185,12 +204,14 @@ def test_too_little_free_disk_is_refused_before_decoding_unless_memory_will_do(d
         decoded(data, cache_dir=tmp_path / "cache", memory_budget=TINY)
     logs = []
     train, _ = decoded(data, cache_dir=tmp_path / "cache", log=logs.append)  # fits in memory: goes on
-    assert len(train) == 8 and "keeping them in memory instead" in logs[-1]
+    assert len(train) == 8 and "keeping them in memory instead" in logs[-2] and logs[-1].endswith("in memory")
 
 
-def test_the_estimate_is_close_to_what_the_store_takes(data):
-    need = estimate_bytes(data, SHORT, EVAL)
-    train, val = decoded(data)
+def test_the_estimate_is_close_to_what_the_store_takes(tmp_path):
+    sizes = [(30, 30), (60, 45), (48, 96), (200, 120), (35, 80)] * 30  # (w, h): some under the short side
+    paths = [write_photo(tmp_path / f"{k}.jpg", k, size) for k, size in enumerate(sizes)]
+    data = {"train": (paths[:-10], [0] * 140), "val": (paths[-10:], [0] * 10)}
+    need, (train, val) = estimate_bytes(data, SHORT, EVAL, samples=20), decoded(data)
     assert train.nbytes + val.nbytes <= need <= 1.1 * (train.nbytes + val.nbytes)
 
 
@@ -232,3 +253,26 @@ def test_a_store_moved_to_another_device_keeps_every_photo(data, tmp_path, monke
     for train in (in_memory, decoded(data, cache_dir=tmp_path / "cache", memory_budget=TINY)[0]):
         moved = train.to("cpu", block=store.PAGE)
         assert len(moved.buffers) == 1 and same_photos(train, moved)
+
+
+FILE_LIMIT = """import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+from petalnet.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
+def test_a_store_that_cannot_be_written_stops_train_with_exit_3_and_leaves_nothing(made_photos, tmp_path):
+    """A real failed write: files may not grow past 200 kB in this process (the store needs about 2 MB)."""
+    cache, before = tmp_path / "cache", fingerprint(sorted(made_photos.rglob("*.jpg")))
+    done = subprocess.run([sys.executable, "-c", FILE_LIMIT, "train", "--data", str(made_photos), "--out",
+                           str(tmp_path / "run"), *SMALL, "--cache-dir", str(cache), "--cache-memory", "0.0015"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert done.returncode == 3, shown(done)
+    assert done.stderr.strip().splitlines() == [
+        f"petalnet: error: cannot keep the decoded photos in {cache}: File too large (nothing was left there; "
+        "the photos are untouched); free some space or pass --cache-dir on another disk"], shown(done)
+    assert store_folders(cache) == [] and not [p for p in cache.iterdir() if p.name.startswith(".")]
+    assert fingerprint(sorted(made_photos.rglob("*.jpg"))) == before

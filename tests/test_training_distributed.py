@@ -212,10 +212,13 @@ def free_port():
 
 def machine_command(node, port, *args):
     """One of two "machines" on this one: its own torchrun launcher, address 127.0.0.(node + 1) (c10d gives
-    rank 0 to the first address in sorted order), joining through a c10d rendezvous."""
+    rank 0 to the first address in sorted order), joining through a c10d rendezvous that machine 0 hosts
+    (is_host: otherwise whichever launcher binds the port first hosts it, and stopping that one would
+    also stop the other's rendezvous)."""
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
             "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
-            f"--local-addr=127.0.0.{node + 1}", "--rdzv-id=petalnet-test", str(ENTRY), "train", *map(str, args)]
+            f"--rdzv-conf=is_host={int(node == 0)}", f"--local-addr=127.0.0.{node + 1}", "--rdzv-id=petalnet-test",
+            str(ENTRY), "train", *map(str, args)]
 
 
 def start_machines(per_machine):
@@ -242,6 +245,11 @@ def without_timings(rows):
             for row in rows]
 
 
+TWO_ADDRESSES = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                   reason="needs 127.0.0.2 (Linux answers on all of 127.0.0.0/8)")
+
+
+@TWO_ADDRESSES
 def test_two_machines_sharing_no_folder_train_as_one_machine_with_two_processes(made_photos, ddp_run, tmp_path):
     """Each machine decodes only its rank's share into its own cache folder, and the run's metrics equal
     those of one machine running two processes (ddp_run: the same settings, photos in memory): the same
@@ -261,6 +269,7 @@ def test_two_machines_sharing_no_folder_train_as_one_machine_with_two_processes(
     assert "read from disk" in done[0].stdout, shown(done[0])
 
 
+@TWO_ADDRESSES
 def test_a_machine_stopped_mid_run_stops_both_with_a_line_and_the_run_resumes(made_photos, tmp_path):
     per_machine = [machine_args(made_photos, tmp_path / f"run{n}", tmp_path / f"cache{n}", "--epochs", "4")
                    for n in range(2)]

@@ -79,10 +79,7 @@ def resized_crops(images, boxes, size, method="loop", flips=None, device=None):
     """
     flips = torch.zeros(len(images), dtype=torch.bool) if flips is None else flips
     if method == "roi":
-        canvas, device = padded(images), torch.device(device or images[0].device)
-        if canvas.device.type == "cpu" and device.type == "cuda":
-            canvas = canvas.pin_memory()  # then the copy to the GPU does not wait
-        return apply_flips(_roi_crops(canvas.to(device, non_blocking=True), boxes, size), flips)
+        return apply_flips(_roi_batch(images, boxes, size, torch.device(device or images[0].device)), flips)
     crops = torch.cat([F.interpolate(image[None, :, top:top + h, left:left + w], size=(size, size), mode="bilinear",
                                      antialias=True) for image, (top, left, h, w) in zip(images, boxes.tolist())])
     if flips.any():  # flip the few that need it, in place (cheaper in uint8)
@@ -90,10 +87,22 @@ def resized_crops(images, boxes, size, method="loop", flips=None, device=None):
     return crops
 
 
-def padded(images):
-    """Photos of any sizes on one zero-padded canvas (N, 3, max h, max w), channels_last."""
+def _roi_batch(images, boxes, size, device):
+    """roi_align's crops of photos laid on one canvas, portrait ones transposed (a view) so that the canvas
+    is at most S x 2S for photos of short side S, then the crops transposed back."""
+    portrait = torch.tensor([image.shape[1] > image.shape[2] for image in images])
+    upright = [image.transpose(1, 2) if tall else image for image, tall in zip(images, portrait.tolist())]
+    boxes = torch.where(portrait[:, None], boxes[:, [1, 0, 3, 2]], boxes)
+    canvas = padded(upright, pin=upright[0].device.type == "cpu" and device.type == "cuda")
+    crops = _roi_crops(canvas.to(device, non_blocking=True), boxes, size)
+    return torch.where(portrait.to(device).view(-1, 1, 1, 1), crops.transpose(2, 3), crops)
+
+
+def padded(images, pin=False):
+    """Photos of any sizes on one zero-padded canvas (N, 3, max h, max w), channels_last; `pin`: in pinned
+    memory, so that the copy to a GPU does not wait."""
     height, width = max(image.shape[1] for image in images), max(image.shape[2] for image in images)
-    canvas = torch.zeros(len(images), height, width, 3, dtype=torch.uint8, device=images[0].device)
+    canvas = torch.zeros(len(images), height, width, 3, dtype=torch.uint8, device=images[0].device, pin_memory=pin)
     canvas = canvas.permute(0, 3, 1, 2)
     for k, image in enumerate(images):
         canvas[k, :, :image.shape[1], :image.shape[2]] = image

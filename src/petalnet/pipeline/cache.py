@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -165,8 +166,11 @@ def cache_key(data, how):
     digest = hashlib.sha256(json.dumps({"version": STORE_VERSION, **how.key_settings()}, sort_keys=True).encode())
 
     def file_hash(path):
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").digest()
+        try:
+            with open(path, "rb") as f:
+                return hashlib.file_digest(f, "sha256").digest()
+        except OSError as err:
+            raise UserError(f"cannot read {path}: {describe_os_error(err)}; run 'petalnet data check'") from None
 
     for part in ("train", "val"):
         paths, labels = data[part]
@@ -193,42 +197,53 @@ def decoded_photos(data, short_side, eval_size, eval_resize, workers=0, cache_di
     data = {"train": (paths, labels), "val": (paths, labels)}; memory_budget in bytes (None: no limit).
     """
     how = Decoding(short_side, eval_size, eval_resize, workers, progress)
-    need = estimate_bytes(data, short_side, eval_size)
+    need, started = estimate_bytes(data, short_side, eval_size), time.perf_counter()
     resident = memory_budget is None or need <= memory_budget
     if cache_dir is None and resident:
-        return _in_memory(data, how)
+        return _in_memory(data, how, started, log)
     root = Path(cache_dir) if cache_dir is not None else default_store_dir()
     if cache_dir is None:
         log(f"the decoded photos (about {gib(need)}) exceed the memory budget ({gib(memory_budget)}, "
             f"--cache-memory): keeping them on disk in {root}")
+    key = cache_key(data, how)
     try:
-        return _through_folder(root, data, how, need, resident, log)
-    except OSError as err:
-        problem = f"cannot write the decoded photos to {root}: {describe_os_error(err)}"
+        root.mkdir(parents=True, exist_ok=True)
+        return _through_folder(root, key, data, how, need, resident, log)
+    except (OSError, BrokenStore) as err:
+        problem = f"cannot keep the decoded photos in {root}: " + (
+            describe_os_error(err) if isinstance(err, OSError) else str(err))
     if resident:
         log(f"note: {problem}; keeping them in memory instead")
-        return _in_memory(data, how)
+        return _in_memory(data, how, time.perf_counter(), log)
     raise StorageError(f"{problem} (nothing was left there; the photos are untouched); free some space or pass "
                        "--cache-dir on another disk")
 
 
-def _in_memory(data, how):
+def _in_memory(data, how, started, log):
     writer = StoreWriter()
     _fill(writer, data, how)
     parts = writer.finish()
+    log(f"{_decoded_line(parts, started)}: {gib(_bytes(parts))} in memory")
     return parts["train"], parts["val"]
 
 
-def _through_folder(root, data, how, need, resident, log):
-    root.mkdir(parents=True, exist_ok=True)
-    key = cache_key(data, how)
-    name = f"decoded-{key[:24]}"
+def _decoded_line(parts, started):
+    """The line that says how many photos were decoded, and how long it took."""
+    return f"decoded {len(parts['train']) + len(parts['val'])} photos in {time.perf_counter() - started:.1f} s"
+
+
+def _bytes(parts):
+    return parts["train"].nbytes + parts["val"].nbytes
+
+
+def _through_folder(root, key, data, how, need, resident, log):
+    name, started = f"decoded-{key[:24]}", time.perf_counter()
     with _locked(root / f"{name}.lock", log):
         folder = root / name
         if folder.is_dir():
             try:
                 parts = open_store(folder, key, resident)
-                log(f"decoded photos from {folder}{_where(resident)}")
+                log(f"decoded photos from {folder}: {gib(_bytes(parts))}{_where(resident)}")
                 return parts["train"], parts["val"]
             except BrokenStore as err:
                 log(f"note: rebuilding the decoded photos in {folder}: {err}")
@@ -239,7 +254,7 @@ def _through_folder(root, data, how, need, resident, log):
                           f"{gib(free)} is free)")
         _build(root, name, key, data, how)
         parts = open_store(folder, key, resident, check=False)
-    log(f"saved decoded photos to {folder} ({gib(parts['train'].nbytes + parts['val'].nbytes)}){_where(resident)}")
+    log(f"{_decoded_line(parts, started)} into {folder}: {gib(_bytes(parts))}{_where(resident)}")
     return parts["train"], parts["val"]
 
 

@@ -19,6 +19,8 @@ cache); `resident=False` drops each batch's pages after use (MADV_DONTNEED), so 
 one batch of photos whatever the folder's size, and the kernel's page cache serves what it can.
 """
 
+import contextlib
+import io
 import mmap
 import os
 import zlib
@@ -147,12 +149,18 @@ class StoreWriter:
             place, sizes, labels = self._tables(part)
             index["parts"][part] = {"offsets": place[:, 1], "sizes": sizes, "labels": labels,
                                     "bytes": self.written[part], "crc32": self.crc[part]}
-        torch.save(index, self.folder / INDEX)
+        buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: write the bytes ourselves
+        torch.save(index, buffer)
+        with open(self.folder / INDEX, "wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
         return None
 
     def close(self):
         for f in self.files.values():
-            f.close()
+            with contextlib.suppress(OSError):  # a full disk fails the last flush: close the others anyway
+                f.close()
 
     def _tables(self, part):
         place, sizes, labels = self.rows[part]

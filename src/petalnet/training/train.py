@@ -158,7 +158,7 @@ def _read_run_folder(request, log):
         runs.check_run_folder(request.out, request.resume, request.overwrite)
         config, previous, data = _config_of(request, log)
         return config, previous, data, _saved_split(request.out) if request.resume else None
-    except UserError as err:
+    except Exception as err:  # noqa: BLE001 - raised on every rank (from_rank0), not on rank 0 alone
         return err
 
 
@@ -192,7 +192,10 @@ def _config_of(request, log):
 
 def _saved_split(out):
     path = Path(out) / "split.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path} ({one_line(err, 120)}): the run's split is lost") from None
 
 
 def saved_config(config, facts):
