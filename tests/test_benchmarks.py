@@ -83,3 +83,13 @@ def test_bench_memory_reports_peak_memory_and_speed(made_photos, tmp_path):
     for row in (memory, disk):
         assert row["peak_gib"] > 0.1 and row["img_s"][0] > 0 and row["decode_s_per_1000"] >= 0 and row["processes"] == 1
     assert "| 100 | disk | 1 |" in done.stdout, shown(done)
+
+
+def test_bench_stores_compares_the_packed_store_and_skips_engines_not_installed(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stores.py"), "--n", "200", "--repeats", "1",
+                           "--dir", str(tmp_path), "--engines", "packed-mmap,packed-mmap+dontneed-all"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, shown(done)
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith("packed")}
+    assert set(rows) == {"packed-mmap", "packed-mmap+dontneed-all"}, shown(done)
+    assert all(float(row[3]) > 0 for row in rows.values()), shown(done)  # photos per CPU-second

@@ -88,7 +88,7 @@ class CachedTrainBatches:
         boxes = sample_crop_boxes(self.heights[index], self.widths[index], c.crop_scale, generator=self.draws)
         flips = sample_flips(len(index), generator=self.draws) if c.hflip else torch.zeros(len(index), dtype=bool)
         images = self.render(index, boxes, flips)
-        self.photos.release(index)
+        self.photos.release()
         if self.policy is not None:
             images = self.policy(images if images.dtype == torch.uint8 else images.round().clamp(0, 255).byte())
         images = normalize_batch(images.to(self.device, non_blocking=True), c.mean, c.std,
@@ -135,7 +135,7 @@ class StoredEvalBatches:
         for start in range(0, len(photos), self.batch_size):
             index = torch.arange(start, min(start + self.batch_size, len(photos)))
             images = stacked(photos, index).to(self.device, non_blocking=True)
-            photos.release(index)
+            photos.release()
             yield (normalize_batch(images, c.mean, c.std, self.settings.channels_last),
                    photos.labels[index].to(self.device, non_blocking=True))
 

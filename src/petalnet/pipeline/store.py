@@ -5,7 +5,7 @@
     parts = writer.finish()                  # {"train": PackedPhotos, "val": PackedPhotos}
     parts = open_store(folder, resident)     # a finished folder, memory-mapped
     photos.image(k)                          # uint8 (3, h, w), channels_last strides, a view
-    photos.release(ks)                       # disk mode: drop those photos' pages from this process
+    photos.release()                         # disk mode: drop the pages read so far from this process
 
 A photo is stored as its h x w x 3 bytes (HWC, what Pillow decodes), with no padding. The folder holds
 `<part>.u8` (the bytes) and `index.pt` (offsets, sizes, labels, byte counts, CRC-32 of each part); the
@@ -15,7 +15,7 @@ exists was finished. `open_store` checks its version, its byte counts (a truncat
 
 Resident memory: a memory-mapped photo occupies this process's memory once read. `resident=True` keeps it
 (the folder fits the memory budget: pages stay, and processes on one machine share them through the page
-cache); `resident=False` drops each batch's pages after use (MADV_DONTNEED), so the process holds about
+cache); `resident=False` drops the pages after each batch (MADV_DONTNEED), so the process holds about
 one batch of photos whatever the folder's size, and the kernel's page cache serves what it can.
 """
 
@@ -61,14 +61,16 @@ class PackedPhotos:
         (buffer, offset), (h, w) = self.place[k].tolist(), self.sizes[k].tolist()
         return self.buffers[buffer][offset:offset + h * w * 3].view(h, w, 3).permute(2, 0, 1)
 
-    def release(self, index):
-        """Disk mode: let go of the pages of photos `index` (they are read again from the file when needed)."""
-        if self.mapping is None or self.resident:
-            return
-        for k in index.tolist():
-            (_, offset), (h, w) = self.place[k].tolist(), self.sizes[k].tolist()
-            start, end = offset // PAGE * PAGE, -(-(offset + h * w * 3) // PAGE) * PAGE
-            self.mapping.madvise(mmap.MADV_DONTNEED, start, min(end, len(self.mapping)) - start)
+    def release(self, index=None):
+        """Disk mode: let go of the pages read so far (they are read again from the file when needed).
+
+        The whole mapping, once a batch: the kernel maps a few pages around each page read (fault-around),
+        so dropping only the photos `index` leaves their neighbours' pages behind, and those add up with
+        the folder's size (benchmarks/bench_stores.py measured it). An madvise over pages that are not
+        mapped costs next to nothing.
+        """
+        if self.mapping is not None and not self.resident:
+            self.mapping.madvise(mmap.MADV_DONTNEED)
 
     def to(self, device, block=256 * 2**20):
         """These photos in one buffer on `device` (CUDA: the whole store in GPU memory), copied a block at a
