@@ -14,11 +14,15 @@ reports its peak resident memory (VmHWM) as it ends:
                        was dropped (root only): epoch 1 reads the store from the disk itself
     --two-processes F  torchrun, 2 processes on this machine, photos in memory and then on disk: the two
                        peaks added, beside the single-process runs of F
+    --loader DIR       no training: the batches alone (crops, flips, normalization at 128 px, batch 32)
+                       from the store in cache folder DIR, read from disk and kept resident, side by side
+                       (disk, resident, disk), 300 batches each: what the store costs against the model
 Prints one markdown table: photos, how, store GiB, decode s per 1000 photos (listing and checking not
 included: rank 0's, under torchrun), train img/s in epochs 1 and 2, peak resident GiB (the sum over processes).
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -26,6 +30,7 @@ import shutil
 import re
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,6 +50,7 @@ def parse_args(argv=None):
     parser.add_argument("--memory", nargs="*", default=[], type=Path, help="folders to train on from memory")
     parser.add_argument("--cold", nargs="*", default=[], type=Path, help="folders for a cold-cache disk run")
     parser.add_argument("--two-processes", nargs="*", default=[], type=Path, help="folders for torchrun x 2")
+    parser.add_argument("--loader", nargs="*", default=[], type=Path, help="cache folders: time the batches alone")
     parser.add_argument("--disk-budget", type=float, default=0.25, help="--cache-memory of disk runs, GiB")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run")
     parser.add_argument("--image-size", type=int, default=128, help="training image size, pixels")
@@ -82,6 +88,29 @@ def train(args, folder, name, extra=(), processes=1):
             "processes": len(peaks)}
 
 
+def loader_speeds(cache, batches=300):
+    """img/s of the training batches alone from the store in `cache`: disk, resident, disk."""
+    import dataclasses
+
+    from petalnet.config.train import TrainConfig
+    from petalnet.devices.settings import DeviceSettings
+    from petalnet.pipeline.loaders import CachedTrainBatches
+    from petalnet.pipeline.store import open_store
+
+    folder = next(p for p in Path(cache).iterdir() if p.is_dir())
+    config = dataclasses.replace(TrainConfig(), image_size=128, batch_size=32, cache_size=146)
+    speeds = []
+    for resident in (False, True, False):
+        loader = CachedTrainBatches(open_store(folder, resident=resident, check=False)["train"], config, "cpu",
+                                    DeviceSettings(channels_last=True))
+        loader.set_epoch(1)
+        started, seen = time.perf_counter(), 0
+        for _, labels in itertools.islice(loader, batches):
+            seen += len(labels)
+        speeds.append((resident, seen / (time.perf_counter() - started)))
+    return speeds
+
+
 def store_gib(cache):
     return sum(p.stat().st_size for p in Path(cache).rglob("*.u8")) / 2**30 if Path(cache).is_dir() else None
 
@@ -117,7 +146,12 @@ def main(argv=None):
         cache = args.work / f"cache2-{folder.name}"
         disk = ["--cache-dir", str(cache), "--cache-memory", str(args.disk_budget / 2)]
         rows.append({**train(args, folder, f"disk2-{folder.name}", disk, processes=2), "store": store_gib(cache)})
-    print_table(rows, args)
+    if rows:
+        print_table(rows, args)
+    for cache in args.loader:
+        speeds = loader_speeds(cache)
+        print(f"batches alone from {cache}: " + ", ".join(f"{'resident' if r else 'disk'} {v:.0f} img/s"
+                                                       for r, v in speeds))
 
 
 def cpu_name():

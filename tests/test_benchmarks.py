@@ -1,6 +1,7 @@
 """benchmarks/: the scripts the docs' numbers come from still run (on a trained run, on made-up photos)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,8 @@ def test_large_folder_makes_distinct_photos_once(made_photos, tmp_path):
 def test_bench_memory_reports_peak_memory_and_speed(made_photos, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--work", str(tmp_path / "w"),
                            "--memory", str(made_photos), "--disk", str(made_photos), "--epochs", "1",
-                           "--image-size", "64", "--disk-budget", "0.0015"],
+                           "--image-size", "64", "--disk-budget", "0.0015",
+                           "--loader", str(tmp_path / "w" / "cache-photos")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, shown(done)
     memory, disk = json.loads(done.stderr.strip().splitlines()[-1])
@@ -83,6 +85,8 @@ def test_bench_memory_reports_peak_memory_and_speed(made_photos, tmp_path):
     for row in (memory, disk):
         assert row["peak_gib"] > 0.1 and row["img_s"][0] > 0 and row["decode_s_per_1000"] >= 0 and row["processes"] == 1
     assert "| 100 | disk | 1 |" in done.stdout, shown(done)
+    speeds = re.search(r"batches alone from .*: disk (\d+) img/s, resident (\d+) img/s, disk (\d+) img/s", done.stdout)
+    assert speeds and all(int(v) > 0 for v in speeds.groups()), shown(done)
 
 
 def test_bench_stores_compares_the_packed_store_and_skips_engines_not_installed(tmp_path):
