@@ -76,6 +76,9 @@ def test_store_folder_is_reused_and_keyed_by_content_and_settings(data, tmp_path
     assert len(store_folders(cache)) == 2 and built(logs[-1])
     decoded_photos(data, SHORT, EVAL, "center_crop", cache_dir=cache, progress=False, log=logs.append)
     assert len(store_folders(cache)) == 3  # another eval transform: another store
+    fewer = {"train": (data["train"][0][1:], data["train"][1][1:]), "val": data["val"]}  # a photo deleted
+    assert len(decoded(fewer, cache_dir=cache, log=logs.append)[0]) == 7 and built(logs[-1])
+    assert len(store_folders(cache)) == 4
 
 
 def test_memory_and_disk_stores_hold_the_same_photos_and_disk_mode_lets_pages_go(data, tmp_path):
