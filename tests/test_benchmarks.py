@@ -97,3 +97,18 @@ def test_bench_stores_compares_the_packed_store_and_skips_engines_not_installed(
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith("packed")}
     assert set(rows) == {"packed-mmap", "packed-mmap+dontneed-all"}, shown(done)
     assert all(float(row[3]) > 0 for row in rows.values()), shown(done)  # photos per CPU-second
+
+
+def test_imbalance_cuts_one_class_links_the_photos_and_compares_three_variants(made_photos, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "imbalance.py"), str(made_photos), "--work",
+                           str(tmp_path), "--small", "roses", "--keep", "0.25", "--", "--recipe", "seed",
+                           "--epochs", "1", "--image-size", "64", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, shown(done)
+    assert "roses 4," in done.stdout, shown(done)  # 18 train roses cut to a quarter
+    roses = sorted((tmp_path / "layout" / "train" / "roses").iterdir())
+    assert len(roses) == 4 and all(p.is_symlink() and p.resolve().is_relative_to(made_photos) for p in roses)
+    assert len(list((tmp_path / "layout" / "val" / "roses").iterdir())) == 2  # val keeps the class whole
+    rows = json.loads(done.stderr.strip().splitlines()[-1])
+    assert [r["variant"] for r in rows] == ["none", "class weights", "balanced sampler"]
+    assert all(0 <= r["macro_f1"] <= 1 and 0 <= r["small_recall"] <= 1 for r in rows)

@@ -89,7 +89,7 @@ def test_pil_pipeline_takes_the_levers_that_do_not_touch_pixels_and_refuses_the_
     config = resolve_config("seed", {"pipeline": "pil", "ema_decay": 0.99, "tta_flip": True, "eval_image_size": 96})
     assert changed(config, resolve_config("seed")) == {"pipeline", "ema_decay", "tta_flip", "eval_image_size"}
     levers = {"auto_augment": "trivial", "color_jitter": 0.2, "random_erasing": 0.1, "mixup_alpha": 0.2,
-              "cutmix_alpha": 1.0, "min_image_size": 128}
+              "cutmix_alpha": 1.0, "min_image_size": 128, "sampler": "balanced"}
     assert set(levers) == set(CACHE_ONLY)
     for lever, value in levers.items():
         with pytest.raises(SettingError, match=f"{lever} need"):

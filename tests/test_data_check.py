@@ -72,3 +72,23 @@ def test_check_real_flower_photos(flowers, capsys):
 def test_check_missing_folder(tmp_path, capsys):
     assert cli("data", "check", tmp_path / "nope") == 2
     assert capsys.readouterr().err.strip() == f"petalnet: error: no such folder: {tmp_path / 'nope'}"
+
+
+def test_check_reports_class_shares_and_warns_when_imbalanced(tmp_path, capsys):
+    make_class_folders(tmp_path / "even", {"a": 4, "b": 5})
+    assert cli("data", "check", tmp_path / "even", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["class_shares"] == {"a": 4 / 9, "b": 5 / 9} and report["imbalance_ratio"] == 1.25
+    assert report["imbalanced"] is False
+    make_class_folders(tmp_path / "skewed", {"a": 2, "b": 7, "c": 3})
+    assert cli("data", "check", tmp_path / "skewed") == 0
+    out = capsys.readouterr().out
+    assert "class shares: a 16.7%, b 58.3%, c 25.0%; largest / smallest: 3.50" in out
+    assert "warning: the classes are imbalanced (largest / smallest above 3)" in out
+
+
+def test_real_flower_photos_are_mildly_imbalanced(flowers, capsys):
+    assert cli("data", "check", flowers, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 1.3 < report["imbalance_ratio"] < 1.6 and not report["imbalanced"]
+    assert max(report["class_shares"], key=report["class_shares"].get) == "dandelion"

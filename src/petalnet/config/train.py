@@ -22,6 +22,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine")
 AUTO_AUGMENTS = ("none", "trivial", "randaugment")
 EVAL_RESIZES = ("squash", "center_crop")
+CLASS_WEIGHTS = ("none", "balanced")
+SAMPLERS = ("uniform", "balanced")
 PIPELINES = ("cache", "pil")
 FRACTION = {"at_least": 0.0, "at_most": 1.0}
 
@@ -85,6 +87,12 @@ class TrainConfig:
     std: tuple[float, float, float] = setting((0.5, 0.5, 0.5), "normalization std, R G B", above=0)
     val_fraction: float = setting(0.1, "fraction of each class held out for val (folder of class folders only)",
                                   above=0, below=1)
+    # Imbalanced classes (pipeline/sampling.py): neither is on in any recipe.
+    class_weights: str = setting("none", "loss weight per class: none, or balanced (photos / (classes x the "
+                                 "class's photos): a small class's mistakes cost more)", choices=CLASS_WEIGHTS)
+    sampler: str = setting("uniform", "uniform: each photo once an epoch; balanced: photos drawn with classes "
+                           "equally likely (a small class's photos repeat, a large one's are skipped)",
+                           choices=SAMPLERS)
     seed: int = setting(0, "random seed (split, init, augmentation, order)")
     # How photos become batches (pipeline/); not what a recipe learns, so no recipe sets them.
     pipeline: str = setting("cache", "cache: decode once, augment batches on the device; pil: the tutorial's",
@@ -96,7 +104,8 @@ class TrainConfig:
 
 
 # Settings beyond the tutorial's augmentation: the pil pipeline has none of them.
-CACHE_ONLY = ("auto_augment", "color_jitter", "random_erasing", "mixup_alpha", "cutmix_alpha", "min_image_size")
+CACHE_ONLY = ("auto_augment", "color_jitter", "random_erasing", "mixup_alpha", "cutmix_alpha", "min_image_size",
+              "sampler")
 # Settings that may change when a run is resumed; others given with --resume are ignored.
 RESUMABLE = ("epochs",)
 
@@ -231,7 +240,7 @@ def validate_config(config):
     for name, ok, sentence in ties:
         if not ok:
             raise SettingError(name, sentence)
-    pil_extras = [key for key in CACHE_ONLY if getattr(c, key) not in (None, 0, 0.0, "none")]
+    pil_extras = [key for key in CACHE_ONLY if getattr(c, key) not in (None, 0, 0.0, "none", "uniform")]
     if c.pipeline == "pil" and pil_extras:
         raise SettingError("pipeline", f"{{}} pil has the tutorial's augmentation only; {', '.join(pil_extras)} "
                            f"need(s) --pipeline cache (recipe {c.recipe}; --recipe seed uses none)")

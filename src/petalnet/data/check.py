@@ -19,6 +19,8 @@ from petalnet.data.folders import find_classes, is_split_layout, require_folder,
 from petalnet.data.images import UnreadableImage, open_rgb
 from petalnet.utils.progress import progress_bar
 
+IMBALANCE_WARNING = 3.0  # largest class / smallest above this: `data check` warns
+
 
 @dataclass
 class PhotoScan:
@@ -103,14 +105,28 @@ def check_dataset(root, progress=True):
         all_paths += scan.folder.files
         all_digests += scan.sha256
     report["total"] = sum(report["counts"].values())
+    report.update(class_balance(report["counts"], classes))
     report["duplicates"] = duplicate_groups(all_paths, all_digests, root, depth=2 if parts[0] else 1)
     return report
+
+
+def class_balance(counts, classes):
+    """Each class's share of the photos (train and val together), largest / smallest, and whether that
+    ratio is past IMBALANCE_WARNING."""
+    per_class = {name: sum(n for key, n in counts.items() if key.rsplit("/", 1)[-1] == name) for name in classes}
+    total = sum(per_class.values())
+    shares = {name: n / total if total else 0.0 for name, n in per_class.items()}
+    present = [n for n in per_class.values() if n]
+    ratio = max(present) / min(present) if present else None
+    return {"class_shares": shares, "imbalance_ratio": ratio,
+            "imbalanced": ratio is not None and ratio > IMBALANCE_WARNING}
 
 
 def format_report(report):
     lines = [f"{report['root']} ({report['layout']}): {report['total']} readable photos"]
     width = max(len(k) for k in report["counts"])
     lines += [f"  {name:<{width}}  {n:>6}" for name, n in report["counts"].items()]
+    lines += _balance_lines(report)
     lines.append(f"unreadable: {len(report['unreadable'])}")
     lines += [f"  {r['path']}: {r['error']}" for r in report["unreadable"]]
     lines.append(f"non-image files in class folders (ignored): {len(report['non_image'])}")
@@ -122,3 +138,15 @@ def format_report(report):
         tag = "  [across folders]" if g["across_folders"] else ""
         lines.append(f"  {' = '.join(g['paths'])}{tag}")
     return "\n".join(lines)
+
+
+def _balance_lines(report):
+    if report["imbalance_ratio"] is None:
+        return []
+    shares = ", ".join(f"{name} {share:.1%}" for name, share in report["class_shares"].items())
+    lines = [f"class shares: {shares}; largest / smallest: {report['imbalance_ratio']:.2f}"]
+    if report["imbalanced"]:
+        lines.append(f"warning: the classes are imbalanced (largest / smallest above {IMBALANCE_WARNING:g}): "
+                     "accuracy hides the small classes; consider train --class-weights balanced or --sampler "
+                     "balanced, and read evaluate's per-class recall")
+    return lines

@@ -24,6 +24,7 @@ from petalnet.pipeline.augment import (batch_mixer, erase_boxes, photo_policy, r
                                        sample_flips)
 from petalnet.pipeline.cache import MAX_ASPECT, decode_eval_photos, decoded_photos
 from petalnet.pipeline.preprocess import NormalizedBatches, normalize_batch
+from petalnet.pipeline.sampling import balanced_draw
 from petalnet.pipeline.store import stacked
 from petalnet.utils.fields import SettingError
 
@@ -74,7 +75,10 @@ class CachedTrainBatches:
     def __iter__(self):
         """This epoch's batches. (Making the next batch in a thread was slower on a 2-core CPU; on a GPU
         the work is queued asynchronously anyway.)"""
-        mine = torch.randperm(len(self.photos), generator=self.order)
+        if self.config.sampler == "balanced":  # classes equally likely (sampling.py)
+            mine = balanced_draw(self.photos.labels, self.per_rank, self.order)
+        else:
+            mine = torch.randperm(len(self.photos), generator=self.order)
         while len(mine) < self.per_rank:  # a smaller share: wrap, so every rank takes as many steps
             mine = torch.cat([mine, mine[:self.per_rank - len(mine)]])
         for start in range(0, len(mine), self.config.batch_size):

@@ -1,13 +1,18 @@
 """The photos of a run: a train/val layout as it is, or a folder of class folders split on the fly.
 
     photos = load_data(root, config)       # TrainData: classes, train and val paths and labels
+    check_same_photos(photos, root, processes)   # under torchrun: every machine lists the same photos
 """
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 
 from petalnet.data.check import scan_photos
 from petalnet.data.folders import find_classes, is_split_layout, require_folder
 from petalnet.data.split import make_split, split_paths
+from petalnet.devices import distributed
 from petalnet.errors import UserError
 
 
@@ -51,3 +56,14 @@ def _load_split_layout(root, progress):
                 for scan in (train_scan, val_scan) for p, why in scan.unreadable.items()]
     return TrainData(classes=classes, train_paths=train_paths, train_labels=train_labels, val_paths=val_paths,
                      val_labels=val_labels, layout="train/val", left_out=left_out)
+
+
+def check_same_photos(photos, data, processes):
+    """Under torchrun on several machines each lists its own copy of the photos: they must agree."""
+    listing = [photos.classes, *([os.path.relpath(p, data) for p in paths] for paths in (photos.train_paths,
+               photos.val_paths)), photos.train_labels, photos.val_labels]
+    digest = hashlib.sha256(json.dumps(listing, default=str).encode()).hexdigest()
+    differ = distributed.ranks_that_differ(digest, processes)
+    if differ:
+        raise UserError(f"rank {differ[0]} sees other photos in {data} than rank 0 ({len(photos.train_paths)} train "
+                        f"/ {len(photos.val_paths)} val here): every machine needs the same photos at the same path")

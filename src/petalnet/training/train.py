@@ -12,9 +12,7 @@ The structure follows torchvision's references/classification: load_data (photos
 (engine.py), evaluate (inference/scoring.py).
 """
 
-import hashlib
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -42,12 +40,13 @@ from petalnet.models.networks import architecture_has_depthwise_convs, build_mod
 from petalnet.models.names import model_source
 from petalnet.models.weights import find_weights, load_pretrained, read_weights
 from petalnet.pipeline.loaders import epoch_seed, make_loaders, memory_budget
+from petalnet.pipeline.sampling import balanced_weights
 from petalnet.training import runs
 from petalnet.training.ema import WeightAverage
 from petalnet.training.engine import Training, train_one_epoch
 from petalnet.training.layers import Layers
 from petalnet.training.optim import build_optimizer, build_scheduler
-from petalnet.training.photos import load_data
+from petalnet.training.photos import check_same_photos, load_data
 from petalnet.training.ranklogs import RankLog, Terminated
 from petalnet.utils.fields import to_dict
 from petalnet.utils.fileio import write_json
@@ -126,7 +125,9 @@ def _train(request, session, rank_log):
     if config.pipeline == "cache":
         memory_budget(config, session.settings)  # a budget below one batch stops the run before it starts
     photos = load_data(data, config, saved_split, session.progress)
-    _check_same_photos(photos, data, processes)
+    if config.class_weights == "balanced":  # a class without train photos stops the run before it starts
+        balanced_weights(photos.train_labels, len(photos.classes), photos.classes)
+    check_same_photos(photos, data, processes)
     for part, paths in (("train", photos.train_paths), ("val", photos.val_paths)):
         if len(paths) < processes.world:
             raise UserError(f"{len(paths)} {part} photos cannot be shared by {processes.world} processes")
@@ -160,17 +161,6 @@ def _read_run_folder(request, log):
         return config, previous, data, _saved_split(request.out) if request.resume else None
     except Exception as err:  # noqa: BLE001 - raised on every rank (from_rank0), not on rank 0 alone
         return err
-
-
-def _check_same_photos(photos, data, processes):
-    """Under torchrun on several machines each lists its own copy of the photos: they must agree."""
-    listing = [photos.classes, *([os.path.relpath(p, data) for p in paths] for paths in (photos.train_paths,
-               photos.val_paths)), photos.train_labels, photos.val_labels]
-    digest = hashlib.sha256(json.dumps(listing, default=str).encode()).hexdigest()
-    differ = distributed.ranks_that_differ(digest, processes)
-    if differ:
-        raise UserError(f"rank {differ[0]} sees other photos in {data} than rank 0 ({len(photos.train_paths)} train "
-                        f"/ {len(photos.val_paths)} val here): every machine needs the same photos at the same path")
 
 
 def _config_of(request, log):
@@ -279,13 +269,17 @@ def wrap_for_training(model, device, settings, processes):
     return torch.compile(model) if settings.compile else model
 
 
-def prepare_training(config, model, layers, session, steps_per_epoch):
-    """Optimizer, schedule, scaler and weight average for `model`, as the config and device settings say."""
+def prepare_training(config, model, layers, session, steps_per_epoch, photos):
+    """Optimizer, schedule, loss (weighted per class with --class-weights balanced), scaler and weight
+    average for `model`, as the config and device settings say."""
     device, settings = session.device, session.settings
     optimizer = build_optimizer(layers.param_groups(model, config), config, settings.fused_optimizer)
+    weight = None
+    if config.class_weights == "balanced":
+        weight = balanced_weights(photos.train_labels, len(photos.classes), photos.classes).to(device)
     return Training(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, config, steps_per_epoch),
                     scaler=grad_scaler(device, settings), device=device, settings=settings,
-                    criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                    criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing),
                     ema=WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None)
 
 
@@ -298,7 +292,7 @@ def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous, st
         f"pipeline {config.pipeline}")
     loaders = make_loaders(config, photos, s.device, s.settings, s.processes.rank, s.processes.world, s.progress,
                            log)
-    training = prepare_training(config, model, layers, s, len(loaders[0]))
+    training = prepare_training(config, model, layers, s, len(loaders[0]), photos)
     history, best_acc, best_epoch, start = [], -1.0, 0, 1
     if previous:
         history, best_acc, best_epoch, start = restore(previous, training)
