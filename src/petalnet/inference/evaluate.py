@@ -1,4 +1,5 @@
-"""`petalnet evaluate`: accuracy, per-class metrics, confusion matrix and the most confident mistakes.
+"""`petalnet evaluate`: accuracy (with a 95% interval), per-class and summary metrics, top-k accuracy,
+calibration, the confusion matrix, the most confident mistakes and every photo's prediction.
 
     petalnet evaluate runs/seed                        # the run's own val photos
     petalnet evaluate runs/seed --data photos/         # class folders, or a train/val layout (its val/)
@@ -7,6 +8,7 @@
 Validation inside `train` and this command are the same code: scoring.evaluate_batches.
 """
 
+import csv
 import functools
 import json
 from pathlib import Path
@@ -19,16 +21,18 @@ from petalnet.devices.options import DeviceOptions
 from petalnet.devices.select import pick_device
 from petalnet.devices.settings import device_settings
 from petalnet.errors import StorageError, UserError, describe_os_error
-from petalnet.inference.metrics import classification_report, format_report
+from petalnet.inference.metrics import classification_report, format_report, probability_report
 from petalnet.inference.photos import evaluation_photos, run_folder_of
 from petalnet.inference.scoring import evaluate_batches
+from petalnet.inference.table import cell
 from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
 from petalnet.pipeline.dataset import PhotoDataset
 from petalnet.pipeline.preprocess import NormalizedBatches, eval_tensor
 from petalnet.utils.fields import check_number
-from petalnet.utils.fileio import write_json
+from petalnet.utils.fileio import atomic_path, write_json
 
 MISTAKES_SHOWN = 16
+PREDICTION_COLUMNS = ("path", "true_class", "predicted_class", "probability", "correct")
 
 
 def new_folder(base):
@@ -59,19 +63,20 @@ def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, devic
         net = net.to(memory_format=torch.channels_last)
     result = evaluate_batches(net, NormalizedBatches(loader, spec.mean, spec.std, device, settings.channels_last),
                               device, settings=settings)
-    report = classification_report(result.targets, result.predictions, spec.classes)
+    report = {**classification_report(result.targets, result.predictions, spec.classes),
+              **probability_report(result.targets, result.probs)}
     out = Path(out) if out else new_folder(run_folder_of(model) / f"eval-{name}")
     write_outputs(out, report, result, paths, spec.classes, model, name)
     if as_json:
         print(json.dumps(report))
     else:
         print(format_report(report))
-        print(f"\nwrote {out}/report.json, confusion.png, mistakes.png")
+        print(f"\nwrote {out}/report.json, predictions.csv, confusion.png, reliability.png, mistakes.png")
     return 0
 
 
 def write_outputs(out, report, result, paths, classes, model, name):
-    from petalnet.utils.plots import plot_confusion
+    from petalnet.utils.plots import plot_confusion, plot_reliability
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +85,23 @@ def write_outputs(out, report, result, paths, classes, model, name):
     write_json(out / "report.json", {**report, "checkpoint": str(model), "data": name, "loss": result.loss})
     plot_confusion(report["confusion"], classes, out / "confusion.png",
                    title=f"{Path(model)} on {name}: accuracy {report['accuracy']:.3f} (n={report['n']})")
+    write_predictions(out / "predictions.csv", result, paths, classes)
+    plot_reliability(report["calibration"], report["ece"], out / "reliability.png",
+                     title=f"{Path(model)} on {name}: reliability")
     plot_mistakes(result, paths, classes, out / "mistakes.png")
+
+
+def write_predictions(path, result, paths, classes):
+    """predictions.csv: one row per photo, in the evaluated order; written whole or not at all."""
+    predicted = result.predictions
+    confidence = result.probs.gather(1, predicted[:, None]).flatten()
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PREDICTION_COLUMNS)
+        for i, photo in enumerate(paths):
+            true, guess = int(result.targets[i]), int(predicted[i])
+            writer.writerow([cell(photo), cell(classes[true]), cell(classes[guess]), cell(confidence[i].item()),
+                             int(true == guess)])
 
 
 def plot_mistakes(result, paths, classes, path):

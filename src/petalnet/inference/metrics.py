@@ -1,6 +1,16 @@
-"""Classification metrics from true and predicted class indices: confusion matrix, per-class P/R/F1."""
+"""Classification metrics: confusion matrix, per-class P/R/F1, balanced accuracy, macro/weighted F1, a Wilson
+interval for accuracy (from class indices), top-k accuracy and calibration (from probabilities).
+
+    report = {**classification_report(targets, predictions, classes), **probability_report(targets, probs)}
+"""
+
+import math
+from statistics import NormalDist
 
 import torch
+
+CALIBRATION_BINS = 15  # equal-width bins of the top-1 probability, as in Guo et al. 2017
+TOP_K = (1, 3, 5)  # top-k accuracies reported, each k below the number of classes (1 always)
 
 
 def confusion_matrix(targets, predictions, num_classes):
@@ -27,19 +37,91 @@ def per_class_metrics(confusion, classes):
     return result
 
 
+def wilson_interval(successes, n, level=0.95):
+    """The Wilson score interval of a proportion (closed form); (0.0, 1.0) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p, z2 = successes / n, z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    lo, hi = center - half, center + half  # exactly 0 at no successes, 1 at all (not 3e-17 off)
+    return (0.0 if successes == 0 else max(0.0, lo)), (1.0 if successes == n else min(1.0, hi))
+
+
+def summary_metrics(confusion, per_class):
+    """Balanced accuracy (mean recall over the classes that have photos), macro F1 (mean F1 over the classes
+    that have photos or predictions: a class absent from both says nothing) and support-weighted F1."""
+    metrics = list(per_class.values())
+    support, predicted = confusion.sum(dim=1).tolist(), confusion.sum(dim=0).tolist()
+    present = [m for m, s in zip(metrics, support) if s]
+    seen = [m for m, s, p in zip(metrics, support, predicted) if s or p]
+    n = sum(support)
+    return {"balanced_accuracy": sum(m["recall"] for m in present) / len(present) if present else 0.0,
+            "macro_f1": sum(m["f1"] for m in seen) / len(seen) if seen else 0.0,
+            "weighted_f1": sum(m["f1"] * m["support"] for m in present) / n if n else 0.0}
+
+
 def classification_report(targets, predictions, classes):
-    """The `evaluate --json` object: accuracy, n, classes, per_class, confusion."""
+    """The `evaluate --json` object's counting part: accuracy, n, classes, per_class, confusion, then
+    accuracy_ci95 (Wilson, 95%), balanced_accuracy, macro_f1, weighted_f1."""
     confusion = confusion_matrix(targets, predictions, len(classes))
-    n = int(confusion.sum())
-    accuracy = confusion.diag().sum().item() / n if n else 0.0
-    return {"accuracy": accuracy, "n": n, "classes": list(classes),
-            "per_class": per_class_metrics(confusion, classes), "confusion": confusion.tolist()}
+    n, correct = int(confusion.sum()), int(confusion.diag().sum())
+    per_class = per_class_metrics(confusion, classes)
+    return {"accuracy": correct / n if n else 0.0, "n": n, "classes": list(classes), "per_class": per_class,
+            "confusion": confusion.tolist(), "accuracy_ci95": list(wilson_interval(correct, n)),
+            "accuracy_ci_method": "wilson", **summary_metrics(confusion, per_class)}
+
+
+def top_k_accuracy(targets, probs, ks=TOP_K):
+    """{"k": share of photos whose true class is among the k most probable}, for each k below the number
+    of classes (k=1 always). Ties rank the lower class index first, as argmax does, so top-1 == accuracy."""
+    num_classes = probs.shape[1] if probs.dim() == 2 else 0
+    order = torch.sort(probs, dim=1, descending=True, stable=True).indices if len(targets) else None
+    result = {}
+    for k in ks:
+        if k != 1 and k >= num_classes:
+            continue
+        hits = 0 if order is None else int((order[:, :k] == targets.long()[:, None]).any(dim=1).sum())
+        result[str(k)] = hits / len(targets) if len(targets) else 0.0
+    return result
+
+
+def calibration(targets, probs, bins=CALIBRATION_BINS):
+    """Expected calibration error over `bins` equal-width bins of the top-1 probability, bin m holding
+    confidences in (edges[m], edges[m+1]] (the first also 0): ECE = sum_m |B_m|/n * |acc(B_m) - conf(B_m)|.
+    Returns (ece, {"bins", "edges", "count", "accuracy", "confidence"}); an empty bin's accuracy and
+    confidence are None."""
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    table = {"bins": bins, "edges": edges.tolist(), "count": [0] * bins, "accuracy": [None] * bins,
+             "confidence": [None] * bins}
+    n = len(targets)
+    if not n:
+        return 0.0, table
+    confidence, predicted = probs.double().max(dim=1)
+    correct = (predicted == targets.long()).double()
+    which = torch.searchsorted(edges[1:-1].contiguous(), confidence.contiguous())  # side left: (lo, hi]
+    ece = 0.0
+    for m in range(bins):
+        members = which == m
+        size = int(members.sum())
+        if size:
+            accuracy, mean_confidence = correct[members].mean().item(), confidence[members].mean().item()
+            table["count"][m], table["accuracy"][m], table["confidence"][m] = size, accuracy, mean_confidence
+            ece += size / n * abs(accuracy - mean_confidence)
+    return ece, table
+
+
+def probability_report(targets, probs):
+    """The part of the report that needs every probability: top_k_accuracy, ece, calibration."""
+    ece, bins = calibration(targets, probs)
+    return {"top_k_accuracy": top_k_accuracy(targets, probs), "ece": ece, "calibration": bins}
 
 
 def format_report(report):
     classes = report["classes"]
     width = max(12, *(len(c) + 2 for c in classes))
-    lines = [f"accuracy {report['accuracy']:.4f} on {report['n']} photos", "",
+    lines = [*headline(report), "",
              f"{'class':<{width}}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}"]
     for name in classes:
         m = report["per_class"][name]
@@ -53,3 +135,18 @@ def format_report(report):
     for name, row in zip(classes, report["confusion"]):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>{col}}" for v in row))
     return "\n".join(lines)
+
+
+def headline(report):
+    """The report's first lines: accuracy with its interval, then the other summary numbers that are there."""
+    first = f"accuracy {report['accuracy']:.4f} on {report['n']} photos"
+    if "accuracy_ci95" in report:
+        lo, hi = report["accuracy_ci95"]
+        first += f" (95% CI {lo:.3f}-{hi:.3f}, {report.get('accuracy_ci_method', 'wilson').capitalize()})"
+    parts = [f"{label} {report[key]:.3f}" for key, label in
+             (("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"))
+             if key in report]
+    parts += [f"top-{k} {v:.3f}" for k, v in report.get("top_k_accuracy", {}).items() if k != "1"]
+    if "ece" in report:
+        parts.append(f"ECE {report['ece']:.3f} ({report['calibration']['bins']} bins)")
+    return [first, ", ".join(parts)] if parts else [first]

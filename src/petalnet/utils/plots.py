@@ -87,3 +87,33 @@ def plot_confusion(confusion, classes, path, title="confusion matrix"):
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_reliability(calibration, ece, path, title="reliability"):
+    """A reliability diagram: accuracy per confidence bin as bars against the diagonal (perfect calibration),
+    the gap to each bin's mean confidence hatched, its photo count above it; the ECE in the title.
+
+    calibration: {"edges": [bins + 1 floats], "count", "accuracy", "confidence": one value per bin (None when
+    the bin is empty)}."""
+    edges = np.asarray(calibration["edges"], dtype=float)
+    lefts, widths = edges[:-1], np.diff(edges)
+    filled = [m for m, c in enumerate(calibration["count"]) if c]
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.bar(lefts[filled], [calibration["accuracy"][m] for m in filled], width=widths[filled], align="edge",
+           color="tab:blue", edgecolor="black", alpha=0.8, label="accuracy in the bin")
+    accuracy = np.array([calibration["accuracy"][m] for m in filled], dtype=float)
+    confidence = np.array([calibration["confidence"][m] for m in filled], dtype=float)
+    ax.bar(lefts[filled], np.abs(confidence - accuracy), bottom=np.minimum(accuracy, confidence),
+           width=widths[filled], align="edge", color="tab:red", alpha=0.3, hatch="//", edgecolor="tab:red",
+           label="gap to the mean confidence")
+    for m in filled:
+        ax.text(lefts[m] + widths[m] / 2, min(calibration["accuracy"][m] + 0.01, 0.97),
+                str(calibration["count"][m]), ha="center", va="bottom", fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
+           title=f"{title}\nECE {ece:.4f} ({len(widths)} equal-width bins, n={sum(calibration['count'])})")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path)
