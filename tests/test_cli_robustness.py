@@ -162,6 +162,17 @@ CASES = [
     ("predict: a photo", ["predict", "{run}", "{good}"], 0, "{good}  "),
     ("predict: unwritable --plot", ["predict", "{run}", "{good}", "--plot", "{file}/p.png"], 3, UNWRITABLE),
     ("predict: unwritable --explain", ["predict", "{run}", "{good}", "--explain", "{file}/h"], 3, "cannot create"),
+    ("predict: existing --csv", ["predict", "{run}", "{good}", "--csv", "{file}"], 2,
+     "already exists: pass --overwrite"),
+    ("predict: unwritable --csv", ["predict", "{run}", "{good}", "--csv", "{file}/p.csv"], 3,
+     "cannot write {file}/p.csv: Not a directory"),
+    ("predict: --sort-into a file", ["predict", "{run}", "{good}", "--sort-into", "{file}"], 2, "is a file"),
+    ("predict: --sort-into inside the folder read", ["predict", "{run}", "{root}/bad", "--sort-into",
+                                                     "{root}/bad/sorted"], 2, "is inside {root}/bad"),
+    ("predict: --min-prob outside [0, 1]", ["predict", "{run}", "{good}", "--sort-into", "{root}/p1", "--min-prob",
+                                            "2"], 2, "--min-prob must be in [0, 1], got 2.0"),
+    ("predict: unwritable --sort-into", ["predict", "{run}", "{good}", "--sort-into", "{file}/s"], 3,
+     "cannot create {file}/s"),
     ("evaluate: unsafe checkpoint", ["evaluate", "{evil}", "--data", "{few}"], 2, "refusing to load"),
     ("evaluate: class names differ", ["evaluate", "{run}", "--data", "{root}/otherclasses", "--out", "{root}/e1"], 2,
      "class names differ"),
@@ -183,7 +194,8 @@ WRITES_NOTHING = {"train: missing data": "t1", "train: no class folders": "t2", 
                   "train: val class absent from train": "t4", "train: epochs 0": "t5", "train: lr 0": "t7",
                   "split: val fraction 0": "s1", "evaluate: class names differ": "e1",
                   "train: cuda without a GPU": "t15", "export: unknown format": "x1",
-                  "export: unsafe checkpoint": "x2.onnx"}
+                  "export: unsafe checkpoint": "x2.onnx", "predict: --sort-into inside the folder read": "bad/sorted",
+                  "predict: --min-prob outside [0, 1]": "p1"}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,11 @@
 """`petalnet predict` (inference/predict.py) and the `load_classifier` API (classifier.py)."""
 
+import csv
+import hashlib
+import io
 import json
+import os
+import sys
 import zipfile
 
 import pytest
@@ -152,3 +157,209 @@ def test_user_errors_exit_2_in_one_line(trained_run, tmp_path, capsys):
     result = run_petalnet("predict", tmp_path / "no_run", empty)  # and as a user runs it
     assert result.returncode == 2 and result.stderr.count("\n") == 1, shown(result)
     assert "no such checkpoint" in result.stderr and "Traceback" not in result.stderr, shown(result)
+
+
+# --csv (inference/table.py) and --sort-into (inference/sorting.py)
+
+HEADER_3 = ["path", "class", "probability", "class_2", "probability_2", "class_3", "probability_3", "error"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def read_csv(path):
+    """The rows of a CSV file, decoded as strict UTF-8 (the file must be valid UTF-8)."""
+    text = path.read_bytes().decode("utf-8")
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_csv_has_a_row_per_photo_with_the_probabilities_of_json(trained_run, mixed_folder, tmp_path, capsys):
+    folder, variants = mixed_folder
+    out = tmp_path / "preds.csv"
+    assert cli("predict", trained_run, folder, "--json", "--csv", out, "--device", "cpu") == 1  # broken files
+    records = json_lines(capsys.readouterr().out)
+    header, *rows = read_csv(out)
+    assert header == HEADER_3 and len(rows) == len(records) == len(variants) + len(BROKEN) + 1
+    for row, record in zip(rows, records):
+        assert row[0] == record["path"] and len(row) == len(HEADER_3)
+        if "error" in record:
+            assert row[1:7] == [""] * 6 and row[7] == record["error"] and row[7]
+        else:
+            assert row[1::2][:3] == [t["class"] for t in record["top"]] and row[7] == ""
+            assert [float(p) for p in row[2:7:2]] == [t["prob"] for t in record["top"]]  # exactly, full precision
+    assert sum(1 for row in rows if row[7]) == len(BROKEN)
+    assert [p.name for p in tmp_path.iterdir()] == ["preds.csv"]  # no temp file left behind
+
+
+def test_csv_columns_follow_topk_up_to_the_class_count(trained_run, mixed_folder, tmp_path):
+    folder, variants = mixed_folder
+    every = ["path", "class", "probability"] + [f"{kind}_{n}" for n in range(2, 6) for kind in ("class", "probability")]
+    for topk, columns in ((1, ["path", "class", "probability"]), (9, every)):
+        out = tmp_path / f"top{topk}.csv"
+        assert cli("predict", trained_run, variants["upright.jpg"], "--csv", out, "--topk", topk) == 0
+        header, row = read_csv(out)
+        assert header == columns + ["error"] and len(row) == len(header) and row[-1] == ""
+    assert sorted(row[1:-1:2]) == CLASSES and sum(map(float, row[2:-1:2])) == pytest.approx(1, abs=1e-5)
+
+
+def odd_names():
+    """File names a CSV writer gets wrong: separators, quotes, formulas, a newline and a byte that is not
+    UTF-8 (the last two where the file system takes them)."""
+    names = ["a,b.jpg", 'say "hi".jpg', "=1+2.jpg", "+x.jpg", "-y.jpg", "@z.jpg", "=HYPERLINK(evil).jpg"]
+    if sys.platform.startswith("linux"):
+        names += ["two\nlines.jpg", os.fsdecode(b"caf\xe9.jpg")]
+    return names
+
+
+def test_csv_round_trips_odd_names_and_quotes_formulas(trained_run, made_photos, tmp_path, monkeypatch, capsys):
+    photo = sorted((made_photos / "roses").iterdir())[0].read_bytes()
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = odd_names()
+    for name in names:
+        (folder / name).write_bytes(photo if "HYPERLINK" not in name else b"=not a photo")
+    monkeypatch.chdir(folder)  # "." gives relative paths: each path cell starts with the name itself
+    out = tmp_path / "odd.csv"
+    assert cli("predict", trained_run, ".", "--csv", out, "--json") == 1  # the HYPERLINK one is broken
+    records = json_lines(capsys.readouterr().out)
+    header, *rows = read_csv(out)
+    assert sorted(r["path"] for r in records) == sorted(names) and len(rows) == len(names)
+    for row, record in zip(rows, records):
+        name = record["path"]
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")  # caf\xe9.jpg
+        assert row[0] == ("'" + shown if name.startswith(FORMULA_STARTS) else shown), (name, row)
+        assert ("error" in record) == bool(row[-1]) == ("HYPERLINK" in name)
+    cells = {row[0] for row in rows}
+    assert {"a,b.jpg", 'say "hi".jpg', "'=1+2.jpg", "'+x.jpg", "'-y.jpg", "'@z.jpg", "'=HYPERLINK(evil).jpg"} <= cells
+    if sys.platform.startswith("linux"):
+        assert {"caf\\xe9.jpg", "two\nlines.jpg"} <= cells
+    assert not any(cell.startswith(FORMULA_STARTS) for row in rows for cell in row)
+
+
+def test_csv_quotes_formula_class_names(trained_run, made_photos, tmp_path):
+    """A checkpoint's class names are text from elsewhere too: '=cmd' is shown, never run."""
+    import torch
+
+    good = torch.load(trained_run / "best.pt", weights_only=True)
+    names = ["=SUM(A1:A9)", "+1", "-2", "@me", "tulips"]
+    torch.save({**good, "meta": {**good["meta"], "classes": names}}, tmp_path / "odd.pt")
+    out = tmp_path / "classes.csv"
+    assert cli("predict", tmp_path / "odd.pt", made_photos, "--csv", out, "--topk", "5") == 0
+    header, *rows = read_csv(out)
+    assert len(rows) == 100
+    for row in rows:
+        assert sorted(row[1:-1:2]) == sorted(n if n == "tulips" else "'" + n for n in names)
+
+
+def test_existing_csv_is_refused_without_overwrite_and_replaced_with_it(trained_run, mixed_folder, tmp_path, capsys):
+    folder, variants = mixed_folder
+    out = tmp_path / "old.csv"
+    out.write_text("keep me\n")
+    assert cli("predict", trained_run, variants["upright.jpg"], "--csv", out) == 2
+    err = capsys.readouterr().err
+    assert "already exists: pass --overwrite" in err and err.count("\n") == 1
+    assert out.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["old.csv"]
+    assert cli("predict", trained_run, tmp_path, variants["upright.jpg"], "--csv", tmp_path) == 2  # a folder
+    assert "is a folder" in capsys.readouterr().err
+    assert cli("predict", trained_run, variants["upright.jpg"], "--csv", out, "--overwrite") == 0
+    header, row = read_csv(out)
+    assert header == HEADER_3 and row[0] == str(variants["upright.jpg"])
+
+
+def tree_state(folder):
+    """{relative path: (sha256, mtime_ns)} of every file under folder."""
+    return {p.relative_to(folder): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def sorted_files(folder):
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_sort_into_links_each_photo_under_its_class(trained_run, unseen_photos, tmp_path, capsys):
+    before = tree_state(unseen_photos)
+    out = tmp_path / "sorted"
+    assert cli("predict", trained_run, unseen_photos, "--sort-into", out, "--json") == 0
+    captured = capsys.readouterr()
+    records = json_lines(captured.out)
+    files = sorted_files(out)
+    assert len(files) == len(records) == 20 and tree_state(unseen_photos) == before  # originals unchanged
+    for record in records:
+        best = record["top"][0]["class"]
+        linked = [f for f in files if f.parent == out / best and os.path.samefile(f, record["path"])]
+        assert len(linked) == 1 and linked[0].stat().st_ino == os.stat(record["path"]).st_ino
+    counts = {c: sum(r["top"][0]["class"] == c for r in records) for c in CLASSES}
+    names = [p.name for p in out.iterdir()]
+    assert sorted(names) == sorted(c for c in CLASSES if counts[c]) and "_unsure" not in names
+    summary = captured.err.strip().splitlines()[-1]
+    assert summary.startswith("sorted 20 photo(s) into") and "unsure 0" in summary
+    assert all(f"{c} {n}" in summary for c, n in counts.items() if n)
+    assert cli("predict", trained_run, unseen_photos, "--sort-into", out) == 0  # again: nothing new
+    assert sorted_files(out) == files and "20 already there" in capsys.readouterr().err
+
+
+def test_min_prob_1_sends_everything_to_unsure_with_suffixes(trained_run, unseen_photos, tmp_path, capsys):
+    out = tmp_path / "sorted"
+    assert cli("predict", trained_run, unseen_photos, "--sort-into", out, "--min-prob", "1.0", "--json") == 0
+    records = json_lines(capsys.readouterr().out)
+    assert all(r["top"][0]["prob"] < 1.0 for r in records)
+    assert [p.name for p in out.iterdir()] == ["_unsure"]
+    names = sorted(p.name for p in (out / "_unsure").iterdir())
+    assert len(names) == 20 and names[:5] == ["made_000-1.jpg", "made_000-2.jpg", "made_000-3.jpg",
+                                              "made_000-4.jpg", "made_000.jpg"]
+
+
+def test_a_taken_name_gets_a_suffix_and_nothing_is_overwritten(trained_run, made_photos, tmp_path, capsys):
+    photo = sorted((made_photos / "tulips").iterdir())[0]
+    inbox = tmp_path / "inbox"
+    for sub in ("a", "b"):  # two different files of the same name and photo: the same class
+        (inbox / sub).mkdir(parents=True)
+        (inbox / sub / "x.jpg").write_bytes(photo.read_bytes())
+    assert cli("predict", trained_run, photo, "--json") == 0
+    best = json.loads(capsys.readouterr().out)["top"][0]["class"]
+    out = tmp_path / "sorted"
+    (out / best).mkdir(parents=True)
+    (out / best / "x.jpg").write_text("the user's own file\n")
+    assert cli("predict", trained_run, inbox, "--sort-into", out) == 0
+    assert sorted(p.name for p in (out / best).iterdir()) == ["x-1.jpg", "x-2.jpg", "x.jpg"]
+    assert (out / best / "x.jpg").read_text() == "the user's own file\n"
+    assert os.path.samefile(out / best / "x-1.jpg", inbox / "a" / "x.jpg")
+    assert os.path.samefile(out / best / "x-2.jpg", inbox / "b" / "x.jpg")
+
+
+def test_sort_into_copies_where_links_fail_and_skips_unreadable(trained_run, mixed_folder, tmp_path, monkeypatch,
+                                                                  capsys):
+    folder, variants = mixed_folder
+    before = tree_state(folder)
+
+    def no_link(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    out = tmp_path / "copies"
+    assert cli("predict", trained_run, folder, "--sort-into", out) == 1  # the broken files, as without it
+    files = sorted_files(out)
+    assert len(files) == len(variants) + 1 and tree_state(folder) == before
+    assert not any(os.path.samefile(f, p) for f in files for p in variants.values())
+    originals = {hashlib.sha256(p.read_bytes()).digest() for p in variants.values()}
+    assert all(hashlib.sha256(f.read_bytes()).digest() in originals | {hashlib.sha256(
+        (folder / "nested" / "daisy.jpg").read_bytes()).digest()} for f in files)
+    err = capsys.readouterr().err
+    assert f"{len(files)} copied where hard links failed" in err and f"{len(BROKEN)} unreadable skipped" in err
+
+
+def test_bad_sort_into_or_min_prob_exit_2_and_write_nothing(trained_run, unseen_photos, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine\n")
+    inside = unseen_photos / "daisy" / "sorted"
+    cases = [(["--sort-into", inside], "is inside"),
+             (["--sort-into", unseen_photos], "is inside"),
+             (["--sort-into", a_file], "is a file"),
+             (["--sort-into", tmp_path / "s1", "--min-prob", "1.5"], "--min-prob must be in [0, 1], got 1.5"),
+             (["--sort-into", tmp_path / "s2", "--min-prob", "-0.1"], "--min-prob must be in [0, 1]"),
+             (["--sort-into", tmp_path / "s3", "--min-prob", "nan"], "--min-prob must be in [0, 1]"),
+             (["--min-prob", "0.5"], "--min-prob needs --sort-into")]
+    before = tree_state(unseen_photos)
+    for flags, says in cases:
+        code, err = cli("predict", trained_run, unseen_photos, *flags), capsys.readouterr().err
+        assert code == 2 and says in err and err.count("\n") == 1, (flags, code, err)
+    assert not inside.exists() and tree_state(unseen_photos) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] and a_file.read_text() == "mine\n"

@@ -6,7 +6,8 @@
     petalnet models [--json]
     petalnet train [--data DIR] --out RUN [--recipe seed] [--epochs N] ... [--resume | --overwrite]
     petalnet evaluate MODEL [--data DIR] [--json] [--out DIR]
-    petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png] [--explain OUT_DIR]
+    petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png] [--explain OUT_DIR] [--csv FILE]
+                     [--overwrite] [--sort-into DIR [--min-prob P]]
     petalnet export MODEL --format onnx|torchscript --out FILE
     petalnet serve MODEL [--host 127.0.0.1] [--port 8000] [--workers 1]
 
@@ -83,7 +84,8 @@ def cmd_predict(args):
     from petalnet.inference.predict import run_predict
 
     return run_predict(args.model, args.paths, topk=args.topk, as_json=args.json, plot=args.plot,
-                       device=args.device, batch_size=args.batch_size, workers=args.workers, explain=args.explain)
+                       device=args.device, batch_size=args.batch_size, workers=args.workers, explain=args.explain,
+                       csv=args.csv, overwrite=args.overwrite, sort_into=args.sort_into, min_prob=args.min_prob)
 
 
 def cmd_evaluate(args):
@@ -173,6 +175,12 @@ def add_use_commands(sub):
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--plot", metavar="OUT.png", help="save the photos titled with their prediction")
     predict.add_argument("--explain", metavar="OUT_DIR", help="save a Grad-CAM heat map over each photo here")
+    predict.add_argument("--csv", metavar="FILE", help="also write one row per photo here (spreadsheet-safe)")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
+    predict.add_argument("--sort-into", metavar="DIR",
+                         help="hard-link (else copy) each photo to DIR/<class>/; originals are never changed")
+    predict.add_argument("--min-prob", type=float, metavar="P",
+                         help="with --sort-into: photos whose top probability is below P go to DIR/_unsure (default 0)")
     predict.set_defaults(func=cmd_predict)
     evaluate = sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix, mistakes")
     evaluate.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")

@@ -10,8 +10,9 @@ Endpoints (OpenAPI description at /docs and /openapi.json):
     GET  /            the web page: drop photos, see the top classes as bars and where the model looked
     GET  /health      {"status": "ok"}
     GET  /model       classes, model name, input size, transform, how it scored in training
-    POST /predict     multipart field(s) `file`; ?topk=3&explain=false -> the records of predict --json
-                      (+ "heatmap": a PNG data URL with explain=true)
+    POST /predict     multipart field(s) `file`; ?topk=3&explain=false&min_prob=0.5 -> the records of
+                      predict --json, each with "unsure": top probability below min_prob (a query or
+                      form field in [0, 1]; false without it) (+ "heatmap": a PNG data URL with explain=true)
 
 Limits: a request body over --max-upload-mb (10 MB) gets 413; a file that is not an image, or has
 more pixels than Pillow's limit (a decompression bomb), gets 400 with a one-line reason; with several
@@ -104,6 +105,25 @@ def decode_upload(data, spec, keep_view):
     return eval_tensor(image, spec.image_size, spec.eval_resize), small_copy(image, VIEW_SIZE) if keep_view else None
 
 
+def parse_min_prob(*values):
+    """min_prob from the query and/or the form (None when neither gives it); ValueError with one line when
+    it is not a number in [0, 1] or the two disagree."""
+    numbers = {_probability(value) for value in values if value is not None and value.strip()}
+    if len(numbers) > 1:
+        raise ValueError(f"min_prob given twice with different values: {', '.join(map(str, sorted(numbers)))}")
+    return numbers.pop() if numbers else None
+
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:  # NaN fails the comparison too
+        raise ValueError(f"min_prob must be a number in [0, 1], got {text.strip()[:40]!r}")
+    return value
+
+
 def heatmap_url(view, heat):
     from petalnet.inference.explain import overlay_png
 
@@ -171,7 +191,7 @@ def _explainable(classifier):
 def create_app(model_path, device="auto", max_upload_mb=10.0):
     """The FastAPI app for one model (loaded now: a bad checkpoint fails before the server starts)."""
     try:
-        from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+        from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
         from fastapi.concurrency import run_in_threadpool
         from fastapi.responses import HTMLResponse
     except ImportError:
@@ -200,22 +220,27 @@ def create_app(model_path, device="auto", max_upload_mb=10.0):
 
     @app.post("/predict")
     async def predict(file: list[UploadFile] = File(...), topk: int = Query(3, ge=1),  # noqa: B008 - FastAPI style
-                      explain: bool = False):
+                      explain: bool = False, min_prob: str | None = Query(None),
+                      min_prob_field: str | None = Form(None, alias="min_prob")):
+        try:
+            threshold = parse_min_prob(min_prob, min_prob_field)
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from None
         records = []
         for upload in file:
-            records.append(await _classify_upload(upload, topk, explain))
+            records.append(await _classify_upload(upload, topk, explain, threshold))
         if all("error" in record for record in records):
             raise HTTPException(400, "; ".join(f"{r['path']}: {r['error']}" for r in records))
         return {"predictions": records}
 
-    async def _classify_upload(upload, topk, explain):
+    async def _classify_upload(upload, topk, explain, min_prob):
         name, explain = upload.filename or "upload", explain and explainable  # no heat map from a transformer
         try:
             tensor, view = await run_in_threadpool(decode_upload, await upload.read(), classifier.spec, explain)
         except UnreadableImage as err:
             return {"path": name, "error": str(err)}
         top, heat = await batcher.classify(tensor, explain)
-        record = {"path": name, "top": top[:topk]}
+        record = {"path": name, "top": top[:topk], "unsure": min_prob is not None and top[0]["prob"] < min_prob}
         if explain:
             record["heatmap"] = await run_in_threadpool(heatmap_url, view, heat)
         return record

@@ -1,0 +1,127 @@
+"""`petalnet predict --sort-into DIR [--min-prob P]`: each classified photo filed under DIR/<class>/.
+
+    sorter = PhotoSorter("sorted", min_prob=0.6, read_folders=["inbox"])   # checks only, writes nothing
+    sorter.start()                                                          # creates DIR
+    sorter.add({"path": "inbox/a.jpg", "top": [{"class": "roses", "prob": 0.91}, ...]})
+    sorter.summary()   # "sorted 1 photo(s) into sorted: roses 1; unsure 0 (top probability below 0.6: in _unsure/)"
+
+A photo gets a hard link at DIR/<class>/<name> (a copy where a link is not possible, e.g. across file
+systems), or DIR/_unsure/<name> when its top probability is below min_prob. The user's files are never
+moved, changed or overwritten: a name already taken gets a suffix (name-1.jpg, name-2.jpg, ...), except
+by a link to the same file (a second run over the same photos adds nothing).
+"""
+
+import itertools
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from petalnet.errors import StorageError, UserError
+from petalnet.utils.fields import check_number
+
+UNSURE = "_unsure"
+
+
+def folder_name(label):
+    """A class name as one folder name: no separators, never '.', '..' or empty."""
+    name = label.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    return name if name not in ("", ".", "..") else f"_{name}"
+
+
+def check_sort_folder(folder, read_folders):
+    """UserError (nothing written) when `folder` is a file, or lies in a folder being read (the sorted
+    photos would be read again next time)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--sort-into {folder} is a file: name a folder (new or existing)")
+    target = folder.resolve()
+    for source in read_folders:
+        if target == Path(source).resolve() or Path(source).resolve() in target.parents:
+            raise UserError(f"--sort-into {folder} is inside {source}, which is being read (its photos "
+                            f"would be read again): choose a folder outside it")
+    return folder
+
+
+def place(src, folder):
+    """Hard-link (else copy) src into folder under its name, or name-1, name-2, ... when that is taken.
+    Returns 'linked', 'copied' or 'kept' (the name already held this very file)."""
+    src = Path(src)
+    folder.mkdir(exist_ok=True)
+    stem, suffix = (src.stem, src.suffix) if src.stem else (src.name, "")
+    for n in itertools.count():
+        dst = folder / (src.name if n == 0 else f"{stem}-{n}{suffix}")
+        try:
+            os.link(src, dst)
+            return "linked"
+        except FileExistsError:
+            if _same_file(src, dst):
+                return "kept"
+        except OSError:  # another file system, no link support, too many links: copy instead
+            if _copy_new(src, dst):
+                return "copied"
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _copy_new(src, dst):
+    """Copy src to dst unless dst exists (False then); a failed copy leaves nothing at dst."""
+    with open(src, "rb") as source:
+        try:
+            target = open(dst, "xb")
+        except FileExistsError:
+            return False
+        try:
+            with target:
+                shutil.copyfileobj(source, target)
+            shutil.copystat(src, dst)
+        except BaseException:
+            os.unlink(dst)
+            raise
+    return True
+
+
+class PhotoSorter:
+    """Files classified photos into class folders (see the module docstring)."""
+
+    def __init__(self, folder, min_prob=0.0, read_folders=()):
+        check_number("min_prob", min_prob, at_least=0, at_most=1)
+        self.folder, self.min_prob = check_sort_folder(folder, read_folders), min_prob
+        self.counts, self.ways, self.skipped = Counter(), Counter(), 0
+
+    def start(self):
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create {self.folder}: {err.strerror or err}") from None
+
+    def add(self, record):
+        """File one predict record's photo (an error record is only counted)."""
+        if "error" in record:
+            self.skipped += 1
+            return
+        best = record["top"][0]
+        sub = folder_name(best["class"]) if best["prob"] >= self.min_prob else UNSURE
+        try:
+            self.ways[place(record["path"], self.folder / sub)] += 1
+        except OSError as err:
+            raise StorageError(f"cannot file {record['path']} in {self.folder / sub}: "
+                               f"{err.strerror or err}") from None
+        self.counts[sub] += 1
+
+    def summary(self):
+        classes = ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items()) if name != UNSURE)
+        done = sum(self.counts.values())
+        text = f"sorted {done} photo(s) into {self.folder}: {classes or 'no class'}; unsure {self.counts[UNSURE]}"
+        if self.min_prob > 0:
+            text += f" (top probability below {self.min_prob}: in {UNSURE}/)"
+        notes = [f"{self.ways['copied']} copied where hard links failed" if self.ways["copied"] else "",
+                 f"{self.ways['kept']} already there" if self.ways["kept"] else "",
+                 f"{self.skipped} unreadable skipped" if self.skipped else ""]
+        notes = "; ".join(note for note in notes if note)
+        return text + (f"; {notes}" if notes else "")
