@@ -10,6 +10,7 @@
                      [--overwrite] [--sort-into DIR [--min-prob P]]
     petalnet export MODEL --format onnx|torchscript --out FILE
     petalnet serve MODEL [--host 127.0.0.1] [--port 8000] [--workers 1]
+    petalnet compare RUN... [--json] [--plot OUT.png [--overwrite]]
 
 Errors a user can cause print one line on stderr and exit 2 (3 when a file cannot be written: disk full,
 read-only folder; 4 when another process of a torchrun run died); Ctrl-C exits 130. docs/commands.md lists
@@ -106,6 +107,12 @@ def cmd_serve(args):
 
     return run_server(args.model, host=args.host, port=args.port, workers=args.workers, device=args.device,
                       max_upload_mb=args.max_upload_mb)
+
+
+def cmd_compare(args):
+    from petalnet.training.compare import run_compare
+
+    return run_compare(args.runs, as_json=args.json, plot=args.plot, overwrite=args.overwrite)
 
 
 def cmd_models(args):
@@ -211,6 +218,16 @@ def add_share_commands(sub):
     serve.set_defaults(func=cmd_serve)
 
 
+def add_compare_command(sub):
+    compare = sub.add_parser("compare", help="runs side by side: best val accuracy, epochs, wall time, speed")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders (each with config.json and metrics.csv)")
+    compare.add_argument("--json", action="store_true", help="print the rows as JSON")
+    compare.add_argument("--plot", metavar="OUT.png",
+                         help="save val accuracy against epochs and wall time here (default: no picture)")
+    compare.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    compare.set_defaults(func=cmd_compare)
+
+
 def build_parser():
     parser = OneLineParser(prog="petalnet", description="Train, evaluate and use image classifiers.")
     parser.add_argument("--version", action="version", version=f"petalnet {petalnet.__version__}")
@@ -222,6 +239,7 @@ def build_parser():
     add_train_command(sub)
     add_use_commands(sub)
     add_share_commands(sub)
+    add_compare_command(sub)
     return parser
 
 

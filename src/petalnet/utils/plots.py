@@ -117,3 +117,27 @@ def plot_reliability(calibration, ece, path, title="reliability"):
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_run_comparison(curves, path, title="val accuracy by run"):
+    """Val accuracy of several runs, against epochs and against wall time, one line per run.
+
+    curves: [(name, epochs, accuracies, seconds or None), ...]; a run without timings is left out of the
+    wall-time panel (its legend says so)."""
+    fig, (ax_epoch, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, (name, epochs, accuracies, seconds) in enumerate(curves):
+        color = f"C{k % 10}"
+        ax_epoch.plot(epochs, accuracies, "o-", color=color, label=name, markersize=3)
+        if seconds is not None:
+            ax_time.plot(seconds, accuracies, "o-", color=color, label=name, markersize=3)
+        else:
+            ax_time.plot([], [], "o-", color=color, label=f"{name} (no timings)")
+    ax_epoch.set(xlabel="epoch", ylabel="top-1 accuracy", title="against epochs", ylim=(0, 1))
+    ax_epoch.xaxis.get_major_locator().set_params(integer=True)
+    ax_time.set(xlabel="wall time (s)", ylabel="top-1 accuracy", title="against wall time", ylim=(0, 1))
+    for ax in (ax_epoch, ax_time):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,168 @@
+"""`petalnet compare RUN...`: one row per run folder, read from its config.json and metrics.csv.
+
+    run   recipe  model    epochs  best val_acc  best epoch  wall time  train photos/s
+    seed  seed    alexnet  2       0.6           2           41.2 s     97.3
+
+Runs written by older versions lack some columns and keys: those cells are '-' (None in --json).
+Wall time is the last row's elapsed_s, or the sum of epoch_seconds for runs written before elapsed_s
+existed; photos/s is the median of train_images_per_s over the epochs. Nothing is written unless --plot
+asks for a picture (val accuracy against epochs and against wall time), which never replaces a file
+without --overwrite. Bad input raises UserError before anything is written.
+"""
+
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from petalnet.errors import UserError
+
+COLUMNS = [("run", "run"), ("recipe", "recipe"), ("model", "model"), ("epochs", "epochs"),
+           ("best_val_acc", "best val_acc"), ("best_epoch", "best epoch"), ("wall_s", "wall time"),
+           ("train_images_per_s", "train photos/s")]
+
+
+def run_compare(runs, as_json=False, plot=None, overwrite=False):
+    """Print the table (or JSON) for the run folders `runs`; save the curves to `plot` when given."""
+    if plot:
+        plot = _check_plot_path(plot, overwrite)
+    loaded = [read_run(run) for run in runs]
+    names = run_names(runs)
+    rows = [summarize(name, config, history) for name, (config, history) in zip(names, loaded)]
+    print(json.dumps(rows) if as_json else format_table(rows))
+    if plot:
+        from petalnet.utils.plots import plot_run_comparison
+
+        plot_run_comparison([curve(name, history) for name, (_, history) in zip(names, loaded)], plot)
+        print(f"saved {plot}", file=sys.stderr)
+    return 0
+
+
+def _check_plot_path(plot, overwrite):
+    """The --plot path, checked before anything is read or written."""
+    from petalnet.utils.plots import picture_format  # matplotlib only when a picture is asked for
+
+    picture_format(plot)
+    plot = Path(plot)
+    if plot.is_dir():
+        raise UserError(f"--plot {plot} is a folder: name a file such as {plot / 'compare.png'}")
+    if plot.exists() and not overwrite:
+        raise UserError(f"{plot} already exists: pass --overwrite to replace it, or choose another --plot")
+    if not plot.parent.is_dir():
+        raise UserError(f"--plot {plot}: folder {plot.parent} does not exist")
+    return plot
+
+
+def run_names(runs):
+    """Each run's folder name; the path as given where two runs share a folder name."""
+    names = [Path(run).name or str(run) for run in runs]
+    return [str(run) if names.count(name) > 1 else name for run, name in zip(runs, names)]
+
+
+def read_run(run):
+    """(config dict, metrics rows as dicts of floats or None) of a run folder, or UserError naming what is
+    missing."""
+    run = Path(run)
+    if not run.exists():
+        raise UserError(f"{run} does not exist")
+    if not run.is_dir():
+        raise UserError(f"{run} is not a run folder: it is a file")
+    missing = [name for name in ("config.json", "metrics.csv") if not (run / name).is_file()]
+    if missing:
+        raise UserError(f"{run} is not a run folder: it has no {' and no '.join(missing)}")
+    try:
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        with open(run / "metrics.csv", newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            history = [{key: _number(value) for key, value in row.items() if key} for row in reader]
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeError, ValueError) as err:
+        raise UserError(f"{run} is not a readable run folder: {' '.join(str(err).split())}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{run} is not a run folder: its config.json is not a JSON object")
+    if "val_acc" not in columns or "epoch" not in columns:
+        raise UserError(f"{run} is not a run folder: its metrics.csv has no epoch and val_acc columns")
+    return config, history
+
+
+def _number(text):
+    """A metrics.csv cell as a float (None when empty or not a number)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def summarize(name, config, history):
+    """One table row: None wherever the run does not record the value."""
+    scored = [row for row in history if row.get("val_acc") is not None and row.get("epoch") is not None]
+    best = max(scored, key=lambda row: row["val_acc"], default=None)  # the first epoch of a tie, as train
+    last = history[-1] if history else {}
+    epochs = last.get("epoch")
+    return {"run": name, "recipe": _text(config.get("recipe")), "model": _text(config.get("model")),
+            "epochs": int(epochs) if epochs is not None else None,
+            "best_val_acc": best["val_acc"] if best else None,
+            "best_epoch": int(best["epoch"]) if best else None,
+            "wall_s": wall_seconds(history),
+            "train_images_per_s": _median([row.get("train_images_per_s") for row in history])}
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
+def wall_seconds(history):
+    """The last row's elapsed_s; for runs without it, the sum of epoch_seconds (None when neither)."""
+    if not history:
+        return None
+    if history[-1].get("elapsed_s") is not None:
+        return history[-1]["elapsed_s"]
+    seconds = [row.get("epoch_seconds") for row in history]
+    return sum(seconds) if all(s is not None for s in seconds) else None
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def curve(name, history):
+    """(name, epochs, val accuracies, wall seconds or None) of a run's scored epochs, for the picture."""
+    scored = [row for row in history if row.get("val_acc") is not None and row.get("epoch") is not None]
+    return (name, [row["epoch"] for row in scored], [row["val_acc"] for row in scored], elapsed_axis(scored))
+
+
+def elapsed_axis(history):
+    """Wall seconds at the end of each epoch: elapsed_s, else the running sum of epoch_seconds (None when
+    neither is recorded)."""
+    if all(row.get("elapsed_s") is not None for row in history):
+        return [row["elapsed_s"] for row in history]
+    if all(row.get("epoch_seconds") is not None for row in history):
+        total, out = 0.0, []
+        for row in history:
+            total += row["epoch_seconds"]
+            out.append(total)
+        return out
+    return None
+
+
+def format_table(rows):
+    """Aligned columns, '-' for what a run does not record."""
+    cells = [[title for _, title in COLUMNS]]
+    cells += [[_cell(key, row[key]) for key, _ in COLUMNS] for row in rows]
+    widths = [max(len(line[k]) for line in cells) for k in range(len(COLUMNS))]
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
+                     for line in cells)
+
+
+def _cell(key, value):
+    if value is None:
+        return "-"
+    if key == "best_val_acc":
+        return f"{value:.4f}"
+    if key == "wall_s":
+        return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
+    if key == "train_images_per_s":
+        return f"{value:.1f}"
+    return str(value)
