@@ -23,6 +23,12 @@ from petalnet.utils.fields import check_number
 UNSURE = "_unsure"
 
 
+def is_unsure(record, min_prob):
+    """True when the record's top probability is below min_prob (never when min_prob is None): the rule of
+    --sort-into's _unsure/ folder and of the HTTP API's "unsure"."""
+    return min_prob is not None and record["top"][0]["prob"] < min_prob
+
+
 def folder_name(label):
     """A class name as one folder name: no separators, never '.', '..' or empty."""
     name = label.replace("/", "_").replace("\\", "_").replace("\0", "_")
@@ -105,8 +111,7 @@ class PhotoSorter:
         if "error" in record:
             self.skipped += 1
             return
-        best = record["top"][0]
-        sub = folder_name(best["class"]) if best["prob"] >= self.min_prob else UNSURE
+        sub = UNSURE if is_unsure(record, self.min_prob) else folder_name(record["top"][0]["class"])
         try:
             self.ways[place(record["path"], self.folder / sub)] += 1
         except OSError as err:

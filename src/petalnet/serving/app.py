@@ -33,6 +33,7 @@ import torch
 
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.inference.classifier import load_classifier
+from petalnet.inference.sorting import is_unsure
 from petalnet.pipeline.preprocess import eval_tensor
 from petalnet.errors import UserError
 from petalnet.utils.fields import check_number
@@ -240,7 +241,8 @@ def create_app(model_path, device="auto", max_upload_mb=10.0):
         except UnreadableImage as err:
             return {"path": name, "error": str(err)}
         top, heat = await batcher.classify(tensor, explain)
-        record = {"path": name, "top": top[:topk], "unsure": min_prob is not None and top[0]["prob"] < min_prob}
+        record = {"path": name, "top": top[:topk]}
+        record["unsure"] = is_unsure(record, min_prob)
         if explain:
             record["heatmap"] = await run_in_threadpool(heatmap_url, view, heat)
         return record

@@ -114,12 +114,10 @@ def _text(value):
 
 def wall_seconds(history):
     """The last row's elapsed_s; for runs without it, the sum of epoch_seconds (None when neither)."""
-    if not history:
-        return None
-    if history[-1].get("elapsed_s") is not None:
+    if history and history[-1].get("elapsed_s") is not None:
         return history[-1]["elapsed_s"]
-    seconds = [row.get("epoch_seconds") for row in history]
-    return sum(seconds) if all(s is not None for s in seconds) else None
+    axis = elapsed_axis(history)
+    return axis[-1] if axis else None
 
 
 def _median(values):
