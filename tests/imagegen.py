@@ -90,14 +90,17 @@ SHAPES = ((160, 120), (120, 160), (200, 120), (144, 144))  # landscape, portrait
 
 def flower_image(label, seed, size=None):
     """A smooth, photo-like made-up picture of class `label`: a soft disc of the class's colour on a
-    gradient of two random colours. Smooth like a photo (resizing it is well defined to a grey level or
-    two), unlike noise_image; the size cycles through SHAPES unless given."""
+    gradient of two random colours with soft random blobs. Smooth like a photo (resizing it is well defined
+    to a grey level or two), unlike noise_image; no two alike (the blobs: data check's near-duplicate search
+    would group pictures of nothing but one disc); the size cycles through SHAPES unless given."""
     rng = np.random.default_rng(seed)
     width, height = size or SHAPES[seed % len(SHAPES)]
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     start, end = rng.uniform(20, 200, (2, 3)).astype(np.float32)
     across = (x / width * 0.6 + y / height * 0.4)[..., None]
-    picture = start * (1 - across) + end * across
+    blobs = Image.fromarray(rng.integers(0, 256, (6, 8), dtype=np.uint8)).resize((width, height),
+                                                                                 Image.Resampling.BICUBIC)
+    picture = start * (1 - across) + end * across + (np.asarray(blobs, np.float32)[..., None] - 128) * 0.4
     cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
     radius = rng.uniform(0.2, 0.35) * min(width, height)
     inside = np.clip((radius - np.hypot(y - cy, x - cx)) / 4.0, 0.0, 1.0)[..., None]  # a 4 px soft edge
@@ -114,3 +117,16 @@ def make_flower_folders(root, classes, per_class, start_seed=0):
             path.parent.mkdir(parents=True, exist_ok=True)
             flower_image(label, start_seed + label * 1000 + k).save(path, quality=92)
     return root
+
+
+def jpeg_again(image, quality):
+    """`image` saved as a JPEG at `quality` and read back: a recompressed copy."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def cut(image, left, top, right, bottom):
+    """A copy of `image` with these fractions of its width and height cut off each side."""
+    w, h = image.size
+    return image.crop((round(w * left), round(h * top), w - round(w * right), h - round(h * bottom)))

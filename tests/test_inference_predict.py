@@ -72,9 +72,9 @@ def test_every_mode_is_classified_as_the_photo_it_shows(trained_run, mixed_folde
     other = folder / "nested" / "daisy.jpg"
     assert cli("predict", trained_run, *[variants[n] for n in names], other, "--json", "--topk", "5") == 0
     *tops, another = [{t["class"]: t["prob"] for t in r["top"]} for r in json_lines(capsys.readouterr().out)]
-    for top in tops[1:]:
-        assert all(abs(top[c] - tops[0][c]) < 0.005 for c in CLASSES)
-    assert any(abs(another[c] - tops[0][c]) > 0.015 for c in CLASSES)  # another photo is told apart
+    spread = max(abs(top[c] - tops[0][c]) for top in tops for c in CLASSES)  # one photo in six formats
+    assert spread < 0.005
+    assert max(abs(another[c] - tops[0][c]) for c in CLASSES) > max(20 * spread, 0.002)  # another is told apart
 
 
 def test_plain_output_topk_and_missing_file(trained_run, mixed_folder, tmp_path, capsys):

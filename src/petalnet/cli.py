@@ -46,17 +46,25 @@ def cmd_data_get(args):
 
 
 def cmd_data_check(args):
-    from petalnet.data.check import check_dataset, format_report
+    from petalnet.data.check import check_dataset, draw_near_pairs, format_report
+    from petalnet.utils.plots import picture_format
 
-    report = check_dataset(_data_dir(args.dir))
+    if args.pairs_picture:
+        picture_format(args.pairs_picture)  # a suffix it cannot draw: said before reading every photo
+    report = check_dataset(_data_dir(args.dir), near_threshold=args.near_threshold)
     print(json.dumps(report) if args.json else format_report(report))
+    if args.pairs_picture:
+        shown = draw_near_pairs(report, args.pairs_picture)
+        said = (f"near-duplicate pairs: {args.pairs_picture} ({shown} shown)" if shown
+                else f"no near-duplicate pairs: {args.pairs_picture} not written")
+        print(said, file=sys.stderr if args.json else sys.stdout)
     return 1 if report["unreadable"] else 0
 
 
 def cmd_data_split(args):
     from petalnet.data.split import make_split, summarize, write_split_folders
 
-    split = make_split(_data_dir(args.src), args.val_fraction, args.seed)
+    split = make_split(_data_dir(args.src), args.val_fraction, args.seed, near_threshold=args.near_threshold)
     copied = write_split_folders(split, args.out)
     print(summarize(split))
     how = f"copied {copied} file(s) where hard links failed" if copied else "hard links, no copies"
@@ -141,13 +149,38 @@ def add_data_commands(sub):
     check = data_sub.add_parser("check", help="count photos, find unreadable files and duplicates")
     check.add_argument("dir", nargs="?", help="folder of class folders or train/val (default: $PETALNET_DATA)")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    add_near_threshold(check)
+    check.add_argument("--pairs-picture", metavar="FILE", help="draw the near-duplicate pairs found (.png, .jpg, "
+                       ".pdf, .svg), the least similar first")
     check.set_defaults(func=cmd_data_check)
     split = data_sub.add_parser("split", help="write a train/val layout of hard links")
     split.add_argument("src", nargs="?", help="folder of class folders (default: $PETALNET_DATA)")
     split.add_argument("--out", required=True, help="new folder for train/ and val/")
     split.add_argument("--val-fraction", type=float, default=0.1)
     split.add_argument("--seed", type=int, default=0)
+    add_near_threshold(split)
     split.set_defaults(func=cmd_data_split)
+
+
+def add_near_threshold(parser):
+    from petalnet.data.near_duplicates import DEFAULT_THRESHOLD
+
+    parser.add_argument("--near-threshold", type=_threshold_or_off, default=DEFAULT_THRESHOLD, metavar="T",
+                        help="photos this similar (0-1] are near-duplicates: resized, recompressed, cropped by a few "
+                        f"percent, flipped or grey copies score ~0.95-1 (default: {DEFAULT_THRESHOLD}); off: do not "
+                        "look for them (byte-identical copies only)")
+
+
+def _threshold_or_off(text):
+    if text == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:  # nan too
+        raise argparse.ArgumentTypeError(f"'{text}' is not a similarity in (0, 1] nor off")
+    return value
 
 
 def flag_names(cls):

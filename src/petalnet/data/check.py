@@ -1,10 +1,11 @@
-"""`petalnet data check`: read every photo once, find the unreadable ones and exact duplicates.
+"""`petalnet data check`: read every photo once, find the unreadable ones, exact and near duplicates.
 
     petalnet data check ~/.cache/petalnet/flower_photos
-    petalnet data check photos/ --json
+    petalnet data check photos/ --json --near-threshold 0.95 --pairs-picture pairs.png
 
-Each file is read once: its bytes are hashed (SHA-256, for duplicates and for the split) and fully
-decoded (to find truncated or mislabelled files), on every core at once (threads).
+Each file is read once: its bytes are hashed (SHA-256, for duplicates and for the split), fully
+decoded (to find truncated or mislabelled files) and fingerprinted for near-duplicates
+(near_duplicates.py), on every core at once (threads).
 """
 
 import hashlib
@@ -12,11 +13,14 @@ import io
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from petalnet.utils.cores import cpu_count
 from petalnet.data.folders import find_classes, is_split_layout, require_folder, scan_class_folder
 from petalnet.data.images import UnreadableImage, open_rgb
+from petalnet.data.near_duplicates import DEFAULT_THRESHOLD, fingerprint, photo_groups
+from petalnet.utils.cores import cpu_count
+from petalnet.utils.fields import check_number
 from petalnet.utils.progress import progress_bar
 
 IMBALANCE_WARNING = 3.0  # largest class / smallest above this: `data check` warns
@@ -29,41 +33,44 @@ class PhotoScan:
     folder: object  # folders.ClassFolder
     sha256: list  # one hex digest per folder.files entry
     unreadable: dict  # path -> one-line reason
+    looks: list  # one near_duplicates.Look per folder.files entry (None: unreadable, or not asked for)
 
     def readable(self):
-        """(paths, labels, digests) of the photos that decode."""
+        """(paths, labels, digests, looks) of the photos that decode."""
         keep = [i for i, p in enumerate(self.folder.files) if p not in self.unreadable]
-        return ([self.folder.files[i] for i in keep], [self.folder.labels[i] for i in keep],
-                [self.sha256[i] for i in keep])
+        return tuple([column[i] for i in keep]
+                     for column in (self.folder.files, self.folder.labels, self.sha256, self.looks))
 
 
-def scan_photos(root, classes=None, progress=True, desc="checking photos", threads=None):
-    """Hash and decode every photo under `root`, `threads` at a time (default: one per core, up to 8).
+def scan_photos(root, classes=None, progress=True, desc="checking photos", threads=None, looks=False):
+    """Hash and decode every photo under `root` (and fingerprint it, with `looks`), `threads` at a time
+    (default: one per core, up to 8).
 
     Pillow's decoder and hashlib let go of the GIL, so threads share the work without extra processes.
     """
     folder = scan_class_folder(root, classes)
     threads = threads or min(8, cpu_count())
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(progress_bar(pool.map(check_photo, folder.files), progress, total=len(folder.files),
-                                    desc=desc, unit="img", leave=False))
-    digests = [digest for digest, _ in results]
-    unreadable = {path: why for path, (_, why) in zip(folder.files, results) if why is not None}
-    return PhotoScan(folder=folder, sha256=digests, unreadable=unreadable)
+        results = list(progress_bar(pool.map(partial(check_photo, look=looks), folder.files), progress,
+                                    total=len(folder.files), desc=desc, unit="img", leave=False))
+    unreadable = {path: why for path, (_, why, _) in zip(folder.files, results) if why is not None}
+    return PhotoScan(folder=folder, sha256=[digest for digest, _, _ in results], unreadable=unreadable,
+                     looks=[seen for _, _, seen in results])
 
 
-def check_photo(path):
-    """(sha256 hex digest of the file, None) if it decodes, else (digest or "", one-line reason)."""
+def check_photo(path, look=False):
+    """(sha256 hex digest of the file, None, its Look or None) if it decodes, else (digest or "",
+    one-line reason, None)."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        return "", f"cannot read: {err.strerror or err}"
+        return "", f"cannot read: {err.strerror or err}", None
     digest = hashlib.sha256(data).hexdigest()
     try:
-        open_rgb(io.BytesIO(data))
+        image = open_rgb(io.BytesIO(data))
     except UnreadableImage as err:
-        return digest, str(err)
-    return digest, None
+        return digest, str(err), None
+    return digest, None, fingerprint(image) if look else None
 
 
 def duplicate_groups(paths, digests, root, depth=1):
@@ -85,16 +92,39 @@ def duplicate_groups(paths, digests, root, depth=1):
     return groups
 
 
-def check_dataset(root, progress=True):
+def check_near_threshold(threshold):
+    """A similarity in (0, 1], or None: no near-duplicate search."""
+    if threshold is not None:
+        check_number("near_threshold", threshold, above=0, at_most=1)
+
+
+def near_duplicate_report(paths, digests, looks, root, threshold, depth=1):
+    """`data check`'s near-duplicate groups: paths relative to `root`, the class folders (first `depth`
+    parts) they are in, whether they cross folders or train/val, and each pair's similarity."""
+    groups, pairs = photo_groups(digests, looks, threshold)
+    rel = {i: str(Path(paths[i]).relative_to(root)) for group in groups for i in group}
+    report = []
+    for group in groups:
+        places, members = sorted({"/".join(Path(rel[i]).parts[:depth]) for i in group}), set(group)
+        inside = [(rel[i], rel[j], similarity) for i, j, similarity in pairs if i in members and j in members]
+        report.append({"paths": [rel[i] for i in group], "folders": places, "across_folders": len(places) > 1,
+                       "across_train_val": depth == 2 and len({place.split("/")[0] for place in places}) > 1,
+                       "similarity": min(similarity for *_, similarity in inside),
+                       "pairs": [list(pair) for pair in inside]})
+    return report
+
+
+def check_dataset(root, progress=True, near_threshold=DEFAULT_THRESHOLD):
     """The `data check` report for a folder of class folders or a train/val layout of them."""
+    check_near_threshold(near_threshold)
     root = require_folder(root)
     parts = ["train", "val"] if is_split_layout(root) else [""]
     classes = sorted(set().union(*(find_classes(root / part) for part in parts)))
     report = {"root": str(root), "layout": "train/val" if parts[0] else "class folders",
               "classes": classes, "counts": {}, "total": 0, "unreadable": [], "non_image": []}
-    all_paths, all_digests = [], []
+    all_paths, all_digests, readable = [], [], ([], [], [])
     for part in parts:
-        scan = scan_photos(root / part, progress=progress)
+        scan = scan_photos(root / part, progress=progress, looks=near_threshold is not None)
         for name, n in scan.folder.counts().items():
             bad = sum(1 for p, lab in zip(scan.folder.files, scan.folder.labels)
                       if scan.folder.classes[lab] == name and p in scan.unreadable)
@@ -104,9 +134,16 @@ def check_dataset(root, progress=True):
         report["non_image"] += [str(p.relative_to(root)) for p in scan.folder.other_files]
         all_paths += scan.folder.files
         all_digests += scan.sha256
+        paths, _, digests, looks = scan.readable()
+        for column, part_column in zip(readable, (paths, digests, looks)):
+            column += part_column
     report["total"] = sum(report["counts"].values())
     report.update(class_balance(report["counts"], classes))
-    report["duplicates"] = duplicate_groups(all_paths, all_digests, root, depth=2 if parts[0] else 1)
+    depth = 2 if parts[0] else 1
+    report["duplicates"] = duplicate_groups(all_paths, all_digests, root, depth)
+    report["near_threshold"] = near_threshold
+    report["near_duplicates"] = ([] if near_threshold is None else
+                                 near_duplicate_report(*readable, root, near_threshold, depth))
     return report
 
 
@@ -137,7 +174,44 @@ def format_report(report):
     for g in dups:
         tag = "  [across folders]" if g["across_folders"] else ""
         lines.append(f"  {' = '.join(g['paths'])}{tag}")
-    return "\n".join(lines)
+    return "\n".join(lines + _near_lines(report))
+
+
+def _near_lines(report):
+    if report["near_threshold"] is None:
+        return ["near-duplicates: not searched (--near-threshold off)"]
+    near = report["near_duplicates"]
+    straddle = sum(g["across_train_val"] for g in near)
+    lines = [f"near-duplicates (similarity >= {report['near_threshold']:g}): {len(near)} groups "
+             f"({sum(g['across_folders'] for g in near)} across folders"
+             + (f", {straddle} across train and val" if report["layout"] == "train/val" else "") + ")"]
+    for g in near:
+        tag = ("  [across train and val]" if g["across_train_val"]
+               else "  [across folders]" if g["across_folders"] else "")
+        lines.append(f"  {' ~ '.join(g['paths'])}  ({g['similarity']:.3f}){tag}")
+    return lines
+
+
+def draw_near_pairs(report, path, most=24):
+    """A picture of the near-duplicate pairs of a report, the least similar (closest to the threshold) first."""
+    from petalnet.data.images import small_copy
+    from petalnet.utils.plots import image_grid
+
+    pairs = sorted((pair for g in report["near_duplicates"] for pair in g["pairs"]), key=lambda pair: pair[2])
+    if not pairs:
+        return 0
+    root, tiles = Path(report["root"]), []
+    for a, b, similarity in pairs[:most]:
+        tiles += [(small_copy(open_rgb(root / a), 256), f"{similarity:.3f}  {_short(a)}"),
+                  (small_copy(open_rgb(root / b), 256), _short(b))]
+    shown = f"{len(pairs[:most])} of {len(pairs)}" if len(pairs) > most else f"{len(pairs)}"
+    image_grid(tiles, path, title=f"near-duplicate pairs ({shown}, similarity >= {report['near_threshold']:g}, "
+               "least similar first)", columns=4)
+    return len(pairs[:most])
+
+
+def _short(rel, width=30):
+    return rel if len(rel) <= width else "..." + rel[-(width - 3):]
 
 
 def _balance_lines(report):

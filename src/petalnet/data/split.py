@@ -4,8 +4,10 @@
 
 Each class sends round(n * val_fraction) photos to val (at least 1, at most n - 1). Which ones is
 decided by hashing (seed, photo bytes), so the split does not depend on file names or listing order.
-Byte-identical photos move together; a photo filed under two classes stays in train, so val never
-holds a copy of a training photo. `train` splits on the fly with the same function.
+Byte-identical photos and near-duplicates (near_duplicates.py: resized, recompressed, slightly cropped,
+flipped or grey copies, similarity >= near_threshold) move together, as one group; a group filed under
+two classes stays in train, so val never holds a copy of a training photo. `train` splits on the fly
+with the same function.
 """
 
 import hashlib
@@ -15,7 +17,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from petalnet.data.check import scan_photos
+from petalnet.data.check import check_near_threshold, scan_photos
+from petalnet.data.near_duplicates import DEFAULT_THRESHOLD, photo_groups
 from petalnet.errors import UserError
 from petalnet.utils.fields import check_number
 from petalnet.utils.fileio import fsync_dir, write_json
@@ -26,7 +29,8 @@ def check_fraction(val_fraction):
 
 
 def split_indices(labels, digests, num_classes, val_fraction, seed):
-    """Return (train_idx, val_idx) lists of indices into labels/digests."""
+    """Return (train_idx, val_idx) lists of indices into labels/digests. Photos that share a digest (a
+    file's, or the one group_keys gives a near-duplicate group) go to the same side."""
     check_fraction(val_fraction)
     classes_of_digest = defaultdict(set)
     for label, digest in zip(labels, digests):
@@ -56,23 +60,36 @@ def _rank(seed, digest):
     return hashlib.sha256(f"{seed}:{digest}".encode()).hexdigest()
 
 
-def make_split(root, val_fraction=0.1, seed=0, progress=True):
+def group_keys(digests, groups):
+    """Each photo's digest, or for a member of a near-duplicate group the group's smallest digest."""
+    keys = list(digests)
+    for group in groups:
+        shared = min(digests[i] for i in group)
+        for i in group:
+            keys[i] = shared
+    return keys
+
+
+def make_split(root, val_fraction=0.1, seed=0, progress=True, near_threshold=DEFAULT_THRESHOLD):
     """Scan `root` and return the split record that `data split` writes and `train` keeps."""
     check_fraction(val_fraction)
-    scan = scan_photos(root, progress=progress)
-    paths, labels, digests = scan.readable()
+    check_near_threshold(near_threshold)
+    scan = scan_photos(root, progress=progress, looks=near_threshold is not None)
+    paths, labels, digests, looks = scan.readable()
     classes = scan.folder.classes
     for label, name in enumerate(classes):
         if labels.count(label) < 2:
             raise UserError(f"class '{name}' has {labels.count(label)} readable photo(s) in {root}: "
                             "at least 2 are needed to split it")
-    train_idx, val_idx = split_indices(labels, digests, len(classes), val_fraction, seed)
+    groups = photo_groups(digests, looks, near_threshold)[0] if near_threshold is not None else []
+    train_idx, val_idx = split_indices(labels, group_keys(digests, groups), len(classes), val_fraction, seed)
     root = Path(root)
 
     def entries(idx):
         return [[str(paths[i].relative_to(root)), labels[i]] for i in idx]
 
     return {"source": str(root.resolve()), "val_fraction": val_fraction, "seed": seed,
+            "near_threshold": near_threshold, "near_duplicate_groups": len(groups),
             "classes": classes, "train": entries(train_idx), "val": entries(val_idx),
             "left_out": [{"path": str(p.relative_to(root)), "error": why}
                          for p, why in scan.unreadable.items()]}
@@ -132,6 +149,9 @@ def summarize(split):
             counts[label] += 1
         detail = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
         lines.append(f"{part}: {len(split[part])} photos ({detail})")
+    if split.get("near_duplicate_groups"):
+        lines.append(f"kept {split['near_duplicate_groups']} group(s) of near-duplicates (similarity >= "
+                     f"{split['near_threshold']:g}) on one side each")
     if split["left_out"]:
         lines.append(f"left out {len(split['left_out'])} unreadable file(s):")
         lines += [f"  {r['path']}: {r['error']}" for r in split["left_out"]]

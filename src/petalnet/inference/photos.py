@@ -45,7 +45,7 @@ def folder_photos(root, classes):
     if scan.unreadable:
         print(f"left out {len(scan.unreadable)} unreadable file(s): "
               + ", ".join(str(p.relative_to(root)) for p in scan.unreadable), file=sys.stderr)
-    paths, labels, _ = scan.readable()
+    paths, labels, _, _ = scan.readable()
     return paths, labels
 
 

@@ -53,7 +53,8 @@ def image_grid(tiles, path, title=None, columns=6):
     """Save [(PIL image, caption), ...] as one picture: a single photo, or a labelled grid."""
     columns = min(columns, len(tiles))
     rows = -(-len(tiles) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False,
+                             layout="constrained")  # room for the title above the first row's captions
     for ax in axes.flat:
         ax.axis("off")
     for ax, (image, caption) in zip(axes.flat, tiles):
@@ -61,7 +62,6 @@ def image_grid(tiles, path, title=None, columns=6):
         ax.set_title(caption, fontsize=9 if columns > 1 else 12)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
