@@ -1,6 +1,7 @@
 """The photos of a run: a train/val layout as it is, or a folder of class folders split on the fly.
 
-    photos = load_data(root, config)       # TrainData: classes, train and val paths and labels
+    split = shared_split(root, config, processes)   # under torchrun: rank 0's split, on every rank
+    photos = load_data(root, config, split)  # TrainData: classes, train and val paths and labels
     check_same_photos(photos, root, processes)   # under torchrun: every machine lists the same photos
 """
 
@@ -41,6 +42,23 @@ def load_data(root, config, saved_split=None, progress=True):
                      layout="class folders", left_out=split["left_out"], split=split)
 
 
+def shared_split(root, config, processes, progress=True):
+    """Under torchrun, rank 0's split of a folder of class folders, on every rank (None otherwise): one
+    process reads and compares every photo, and all ranks train on one split even when machines' float
+    arithmetic differs at a near-duplicate threshold's edge."""
+    if not processes.active:
+        return None
+    found = None
+    if processes.is_main:
+        try:
+            root = require_folder(root)
+            found = None if is_split_layout(root) else make_split(root, config.val_fraction, config.seed,
+                                                                  progress=progress)
+        except Exception as err:  # noqa: BLE001 - raised on every rank (from_rank0), not on rank 0 alone
+            found = err
+    return distributed.from_rank0(found, processes)
+
+
 def _load_split_layout(root, progress):
     classes = find_classes(root / "train")
     extra = sorted(set(find_classes(root / "val")) - set(classes))
@@ -48,8 +66,8 @@ def _load_split_layout(root, progress):
         raise UserError(f"val has classes that train lacks: {', '.join(extra)} (train has {', '.join(classes)})")
     train_scan = scan_photos(root / "train", classes, progress=progress, desc="checking train photos")
     val_scan = scan_photos(root / "val", classes, progress=progress, desc="checking val photos")
-    train_paths, train_labels, _ = train_scan.readable()
-    val_paths, val_labels, _ = val_scan.readable()
+    train_paths, train_labels, _, _ = train_scan.readable()
+    val_paths, val_labels, _, _ = val_scan.readable()
     if not val_paths:
         raise UserError(f"no readable photos in {root / 'val'}")
     left_out = [{"path": str(p.relative_to(root)), "error": why}

@@ -46,7 +46,7 @@ from petalnet.training.ema import WeightAverage
 from petalnet.training.engine import Training, train_one_epoch
 from petalnet.training.layers import Layers
 from petalnet.training.optim import build_optimizer, build_scheduler
-from petalnet.training.photos import check_same_photos, load_data
+from petalnet.training.photos import check_same_photos, load_data, shared_split
 from petalnet.training.ranklogs import RankLog, Terminated
 from petalnet.utils.fields import to_dict
 from petalnet.utils.fileio import write_json
@@ -124,6 +124,7 @@ def _train(request, session, rank_log):
                                        depthwise=architecture_has_depthwise_convs(config.model))
     if config.pipeline == "cache":
         memory_budget(config, session.settings)  # a budget below one batch stops the run before it starts
+    saved_split = saved_split or shared_split(data, config, processes, session.progress)
     photos = load_data(data, config, saved_split, session.progress)
     if config.class_weights == "balanced":  # a class without train photos stops the run before it starts
         balanced_weights(photos.train_labels, len(photos.classes), photos.classes)
