@@ -112,3 +112,11 @@ def test_imbalance_cuts_one_class_links_the_photos_and_compares_three_variants(m
     rows = json.loads(done.stderr.strip().splitlines()[-1])
     assert [r["variant"] for r in rows] == ["none", "class weights", "balanced sampler"]
     assert all(0 <= r["macro_f1"] <= 1 and 0 <= r["small_recall"] <= 1 for r in rows)
+
+
+def test_near_duplicates_benchmark_prints_its_three_tables(made_photos):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "near_duplicates.py"), str(made_photos),
+                           "--sample", "4", "--thresholds", "0.9"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, shown(done)
+    assert "| 100 |" in done.stdout and "| grey | 4/4 |" in done.stdout, shown(done)
+    assert re.search(r"\| 0\.9 \| 0 \| 0 \| 0 \| 0 \| 0 \|", done.stdout), shown(done)  # made photos: all different
