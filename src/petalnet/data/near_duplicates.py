@@ -6,15 +6,16 @@ which byte hashes miss.
     groups = connected_groups(pairs, len(looks))             # [[i, j, k], ...]
 
 Two stages, as copy detectors do:
-1. candidates: each photo's nearest neighbours by an 8 x 8 colour thumbnail made blind to flips
-   (each set of four mirror-image cells sorted), one matrix product per block of photos;
+1. candidates: each photo's nearest neighbours by an 8 x 8 colour thumbnail and by an 8 x 8 grey one,
+   both made blind to flips (each set of four mirror-image cells sorted), one matrix product per block
+   of photos;
 2. the check: similarity = the best correlation between one photo's whole picture (in its 4 flips) and
    any window of the other covering 90-100% of its width and 90-100% of its height, both ways round.
    Windows are read from a 64 x 64 grey thumbnail (box-filtered) at 16 x 16 and high-passed, so that the
    brightness, contrast, colour and flat areas of a picture do not count, only its shapes.
 So a copy cropped by up to about 10% on any sides, resized, recompressed, mirrored, turned upside down,
 turned grey or brightened stays near 1, while different photos of one subject rarely pass 0.9
-(measured on flower_photos in docs/data.md). A flat picture (no shapes at all) matches nothing.
+(measured on flower_photos in docs/near-duplicates.md). A flat picture (no shapes at all) matches nothing.
 """
 
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 DEFAULT_THRESHOLD = 0.90  # similarity at or above which two photos are near-duplicates
-NEIGHBOURS = 10  # candidates per photo from the colour thumbnails
+NEIGHBOURS = 10  # candidates per photo from each of the colour and the grey 8 x 8 thumbnails
 THUMB = 64  # the grey thumbnail's side
 GRID = 16  # the side of the pictures compared
 COLOUR = 8  # the colour thumbnail's side
@@ -95,7 +96,7 @@ def near_duplicate_pairs(looks, threshold=DEFAULT_THRESHOLD, neighbours=NEIGHBOU
 
 
 def candidate_pairs(colours, k, block=512):
-    """{(i, j)}: each photo with its k nearest neighbours by `colours` (unit rows), i < j."""
+    """{(i, j)}: each photo with its k nearest neighbours by `colours` (one unit row per photo), i < j."""
     import torch
 
     database = torch.from_numpy(colours)
