@@ -222,10 +222,13 @@ def machine_command(node, port, *args):
 
 
 def start_machines(per_machine):
-    """Two launchers, per_machine[n] the train arguments of machine n; returns their Popen objects."""
+    """Two launchers, per_machine[n] the train arguments of machine n; returns their Popen objects. Each
+    process computes with one thread, as torchrun sets for ddp_run's two processes on one machine: with two,
+    float sums split differently and metrics may differ in their last digits."""
     port = free_port()
+    env = {**child_env(), "OMP_NUM_THREADS": "1"}
     return [subprocess.Popen(machine_command(node, port, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=child_env()) for node, args in enumerate(per_machine)]
+                             text=True, env=env) for node, args in enumerate(per_machine)]
 
 
 def finished(child, timeout=300):
