@@ -46,7 +46,7 @@ def test_parity_is_printed_and_a_failed_one_exits_1_and_removes_the_files(traine
         assert torch.jit.load(str(out))(torch.zeros(2, 3, 64, 64)).shape == (2, 5)
     monkeypatch.setattr(petalnet.inference.export, "TOLERANCE", 0.0)  # no difference is small enough
     assert cli("export", trained_run, "--format", "torchscript", "--out", tmp_path / "again.pt") == 1
-    assert "exported logits differ from PyTorch's" in capsys.readouterr().err
+    assert "the exported model differs from PyTorch's on the check photos (max |logit diff|" in capsys.readouterr().err
     assert not (tmp_path / "again.pt").exists() and not (tmp_path / "again.pt.json").exists()
 
 
@@ -77,6 +77,38 @@ def test_onnx_classifier_preprocesses_as_eval_array(onnx_model, made_photos):
     records = list(classifier.iter_predict([photo, made_photos / "nope.jpg"], topk=2))
     assert records[0][0]["top"][0]["prob"] >= records[0][0]["top"][1]["prob"]
     assert records[1][0] == {"path": str(made_photos / "nope.jpg"), "error": "no such file"}
+
+
+def test_int8_export_is_smaller_and_keeps_the_classes(onnx_model, trained_run, made_photos, tmp_path, capsys,
+                                                      monkeypatch):
+    import petalnet.inference.export
+
+    out = tmp_path / "flowers-int8.onnx"
+    assert cli("export", trained_run, "--out", out, "--quantize", "int8") == 0
+    assert "parity on 10 real photos: top-1 class the same on 100%" in capsys.readouterr().out
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    assert meta["quantized"] == "int8" and meta["calibration_photos"] == 90  # all 90 train photos of the run
+    assert out.stat().st_size < onnx_model.stat().st_size / 3  # int8 weights: a quarter, plus scales
+    photos = sorted(made_photos.rglob("*.jpg"))[::7]
+    int8, fp32 = load_onnx_classifier(out), load_onnx_classifier(onnx_model)
+    tops = [[r[0]["top"][0]["class"] for r in clf.iter_predict(photos)] for clf in (int8, fp32)]
+    assert np.mean([a == b for a, b in zip(*tops)]) >= 0.9
+    assert not list(tmp_path.glob("*.float.onnx*")) and not list(tmp_path.glob(".*"))  # nothing left over
+    monkeypatch.setattr(petalnet.inference.export, "AGREEMENT", 1.01)  # no agreement is enough
+    assert cli("export", trained_run, "--out", tmp_path / "again.onnx", "--quantize", "int8") == 1
+    assert "top-1 class the same on 100% (at least 101% needed)" in capsys.readouterr().err
+    assert not (tmp_path / "again.onnx").exists() and not (tmp_path / "again.onnx.json").exists()
+
+
+def test_int8_needs_onnx_and_photos_to_calibrate_on(trained_run, tmp_path, capsys):
+    assert cli("export", trained_run, "--format", "torchscript", "--out", tmp_path / "m.pt", "--quantize",
+               "int8") == 2
+    assert "--quantize int8 needs --format onnx" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli("export", trained_run, "--out", tmp_path / "m.onnx", "--quantize", "int8", "--calibration-photos",
+               tmp_path / "empty") == 2
+    assert "no readable photos to calibrate int8 on" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
 def test_bad_export_requests_are_one_line(trained_run, tmp_path, capsys):

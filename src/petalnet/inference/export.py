@@ -3,10 +3,12 @@
     petalnet export runs/seed --format onnx --out model.onnx      # + model.onnx.json: classes, size, mean, std
     petalnet export runs/seed --format torchscript --out model.pt
     petalnet export runs/seed --format onnx --out m.onnx --check-photos photos/
+    petalnet export runs/seed --out model-int8.onnx --quantize int8     # quantize.py
 
 After writing, the exported file's logits (ONNX Runtime for onnx) are compared with PyTorch's on real
 photos (the run's val photos, or --check-photos): the max absolute difference is printed and must be
-under 1e-4, else the export is reported as failed (exit 1) and the files are removed.
+under 1e-4 (an int8 file: the same top-1 class on at least 90% of them), else the export is reported as
+failed (exit 1) and the files are removed.
 """
 
 import contextlib
@@ -24,41 +26,72 @@ from petalnet.utils.fileio import atomic_path, write_json
 from petalnet.data.images import UnreadableImage, is_image_name
 from petalnet.inference.onnx import sidecar_path
 from petalnet.inference.photos import own_val_photos
+from petalnet.inference.quantize import AGREEMENT, agreement, calibration_arrays, quantize_int8
 from petalnet.utils.fields import check_choice
 
 FORMATS = ("onnx", "torchscript")
+QUANTIZE = ("int8",)
 TOLERANCE = 1e-4
 CHECK_PHOTOS = 16
 
 
-def export_model(model, fmt, out, check_photos=None, log=print):
-    """Write `out` and its JSON sidecar; returns the parity check's max abs difference."""
+def export_model(model, fmt, out, check_photos=None, log=print, quantize=None, calibration_photos=None):
+    """Write `out` and its JSON sidecar; returns whether the parity check passed (else both are removed)."""
     check_choice("format", fmt, FORMATS)
+    if quantize is not None:
+        check_choice("quantize", quantize, QUANTIZE)
+        if fmt != "onnx":
+            raise UserError(f"--quantize {quantize} needs --format onnx")
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, model).eval()
     spec, out = ckpt["meta"], Path(out)
     batch = photo_batch(ckpt, model, check_photos)
     if fmt == "onnx":
         _require("onnx", "onnxscript", "onnxruntime")
+    calibration = quantize and calibration_arrays(ckpt, model, calibration_photos)  # before writing anything
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
-            (_write_onnx if fmt == "onnx" else _write_torchscript)(net, spec.image_size, tmp)
+            _write_file(net, spec.image_size, fmt, tmp, calibration)
+        extra = {"quantized": quantize, "calibration_photos": len(calibration)} if quantize else {}
         write_json(sidecar_path(out), {**spec.to_dict(), "format": fmt, "input": "images", "output": "logits",
-                                       "layout": "NCHW float32, normalized with mean and std"})
+                                       "layout": "NCHW float32, normalized with mean and std", **extra})
     except OSError as err:
         raise StorageError(f"cannot write {out}: {describe_os_error(err)}") from None
     with torch.no_grad():
         expected = net(batch).numpy()
     got = _exported_logits(out, fmt, batch)
-    diff = float(abs(got - expected).max())
-    log(f"wrote {out} and {sidecar_path(out)}; parity on {len(batch)} real photos: max |logit diff| {diff:.2e}")
-    if not diff < TOLERANCE:
+    ok, said = _parity(expected, got, quantize)
+    log(f"wrote {out} and {sidecar_path(out)}; parity on {len(batch)} real photos: {said}")
+    if not ok:
         out.unlink(missing_ok=True)
         sidecar_path(out).unlink(missing_ok=True)
-        print(f"petalnet: error: exported logits differ from PyTorch's by {diff:.2e} (>= {TOLERANCE}); removed "
+        print(f"petalnet: error: the exported model differs from PyTorch's on the check photos ({said}); removed "
               f"{out}", file=sys.stderr)
-    return diff
+    return ok
+
+
+def _write_file(net, size, fmt, path, calibration):
+    if fmt == "torchscript":
+        return _write_torchscript(net, size, path)
+    if not calibration:
+        return _write_onnx(net, size, path)
+    float_path = path.with_name(path.name + ".float.onnx")
+    try:
+        _write_onnx(net, size, float_path)
+        quantize_int8(float_path, path, calibration)
+    finally:
+        float_path.unlink(missing_ok=True)
+
+
+def _parity(expected, got, quantize):
+    """(passed, what to print): logits within TOLERANCE, or for int8 the top-1 class kept on AGREEMENT."""
+    if quantize:
+        same, prob = agreement(expected, got)
+        return same >= AGREEMENT, (f"top-1 class the same on {same:.0%} (at least {AGREEMENT:.0%} needed), "
+                                   f"max |probability diff| {prob:.3f}")
+    diff = float(abs(got - expected).max())
+    return diff < TOLERANCE, f"max |logit diff| {diff:.2e}" + ("" if diff < TOLERANCE else f" (>= {TOLERANCE})")
 
 
 def _require(*modules):
@@ -115,6 +148,7 @@ def photo_batch(ckpt, model, folder=None):
     return normalize_batch(torch.stack(images), ckpt["meta"].mean, ckpt["meta"].std)
 
 
-def run_export(model, fmt, out, check_photos=None):
-    return 0 if export_model(model, fmt, out, check_photos) < TOLERANCE else 1
+def run_export(model, fmt, out, check_photos=None, quantize=None, calibration_photos=None):
+    return 0 if export_model(model, fmt, out, check_photos, quantize=quantize,
+                             calibration_photos=calibration_photos) else 1
 

@@ -22,15 +22,20 @@ def run_folder_of(model_path):
 def own_val_photos(ckpt, model_path, flag="--data"):
     """The val photos of the run that wrote this checkpoint: (name, paths, labels); else one line that
     says to pass `flag` (the command's option for a folder of photos)."""
+    return own_photos(ckpt, model_path, "val", flag)
+
+
+def own_photos(ckpt, model_path, part, flag):
+    """The `part` ("train" or "val") photos of the run that wrote this checkpoint, as own_val_photos."""
     run = run_folder_of(model_path)
     config = ckpt.get("config", {})
     split_file = run / "split.json"
     if split_file.is_file():
         split = json.loads(split_file.read_text())
-        return "val", split_paths(split, "val", split["source"]), [label for _, label in split["val"]]
+        return part, split_paths(split, part, split["source"]), [label for _, label in split[part]]
     if config.get("layout") == "train/val":
-        return "val", *folder_photos(Path(config["data"]) / "val", ckpt["meta"].classes)
-    raise UserError(f"cannot find the val photos of {run}: pass {flag} DIR")
+        return part, *folder_photos(Path(config["data"]) / part, ckpt["meta"].classes)
+    raise UserError(f"cannot find the {part} photos of {run}: pass {flag} DIR")
 
 
 def folder_photos(root, classes):
