@@ -7,6 +7,7 @@ and NumPy.
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from petalnet.errors import UserError, one_line
 from petalnet.data.images import UnreadableImage, open_photo
 from petalnet.models.spec import InferenceSpec
 from petalnet.pipeline.preprocess import eval_array
+from petalnet.utils.cores import cpu_count
 from petalnet.utils.fields import check_number
 
 
@@ -41,23 +43,32 @@ class OnnxClassifier:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def iter_predict(self, inputs, topk=3, batch_size=64, workers=0, thumbnails=False, explain=False):
-        """Yield (record, None, None) per input, in order: the records of Classifier.iter_predict."""
+        """Yield (record, None, None) per input, in order: the records of Classifier.iter_predict. The next
+        batch's photos are decoded on every core while ONNX Runtime classifies this one."""
         check_number("topk", topk, at_least=1)
         check_number("batch_size", batch_size, at_least=1)
         inputs, k = list(inputs), min(topk, len(self.classes))
-        for start in range(0, len(inputs), batch_size):
-            chunk, arrays, errors = inputs[start:start + batch_size], {}, {}
-            for i, source in enumerate(chunk):
-                try:
-                    arrays[i] = self.preprocess(source)
-                except UnreadableImage as err:
-                    errors[i] = str(err)
-            probs = _softmax(self.logits(np.stack(list(arrays.values())))) if arrays else []
-            top = dict(zip(arrays, (self._top(row, k) for row in probs)))
-            for i, source in enumerate(chunk):
-                path = None if isinstance(source, Image.Image) else str(source)
-                record = {"path": path, "error": errors[i]} if i in errors else {"path": path, "top": top[i]}
-                yield record, None, None
+        chunks = [inputs[start:start + batch_size] for start in range(0, len(inputs), batch_size)]
+        with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
+            def decode(n):
+                return [pool.submit(self._prepared, source) for source in chunks[n]] if n < len(chunks) else []
+
+            pending = decode(0)
+            for n, chunk in enumerate(chunks):
+                prepared, pending = [future.result() for future in pending], decode(n + 1)
+                arrays = {i: array for i, (array, _) in enumerate(prepared) if array is not None}
+                probs = _softmax(self.logits(np.stack(list(arrays.values())))) if arrays else []
+                top = dict(zip(arrays, (self._top(row, k) for row in probs)))
+                for i, (source, (_, error)) in enumerate(zip(chunk, prepared)):
+                    path = None if isinstance(source, Image.Image) else str(source)
+                    yield ({"path": path, "error": error} if error else {"path": path, "top": top[i]}), None, None
+
+    def _prepared(self, source):
+        """(preprocessed array, None), or (None, why it cannot be read)."""
+        try:
+            return self.preprocess(source), None
+        except UnreadableImage as err:
+            return None, str(err)
 
     def _top(self, probs, k):
         order = np.argsort(-probs, kind="stable")[:k]
