@@ -120,3 +120,13 @@ def test_near_duplicates_benchmark_prints_its_three_tables(made_photos):
     assert done.returncode == 0, shown(done)
     assert "| 100 |" in done.stdout and "| grey | 4/4 |" in done.stdout, shown(done)
     assert re.search(r"\| 0\.9 \| 0 \| 0 \| 0 \| 0 \| 0 \|", done.stdout), shown(done)  # made photos: all different
+
+
+def test_bench_predict_measures_decode_model_and_predict_for_three_files(trained_run, made_photos):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_predict.py"), str(trained_run), "--data",
+                           str(made_photos), "--photos", "12", "--batch-size", "4"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, shown(done)
+    for name in ("PyTorch", "ONNX Runtime", "ONNX Runtime int8"):
+        assert re.search(rf"^\| {name} \|( [0-9.]+ \|){{6}}$", done.stdout, re.M), shown(done)
+        assert re.search(rf"^\| {name} \| [0-9.]+ \| [01]\.[0-9]{{4}} \| 10 \|$", done.stdout, re.M), shown(done)
