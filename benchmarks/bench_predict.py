@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from petalnet.data.images import is_image_name, open_photo
+from petalnet.data.images import is_image_name
 from petalnet.inference.classifier import load_classifier
 from petalnet.inference.export import export_model
 from petalnet.inference.onnx import load_onnx_classifier
 from petalnet.inference.photos import own_val_photos
 from petalnet.models.checkpoint import load_checkpoint
-from petalnet.pipeline.preprocess import eval_array, eval_tensor
+from petalnet.pipeline.preprocess import load_eval_photo
 from petalnet.utils.cores import cpu_count
 
 
@@ -76,7 +76,7 @@ def main(argv=None):
     paths = pick_photos(args.data, args.photos)
     torch_clf = load_classifier(args.model, device="cpu")
     spec = torch_clf.spec
-    rows = [measure("PyTorch", lambda p: eval_tensor(open_photo(p), spec.image_size, spec.eval_resize),
+    rows = [measure("PyTorch", lambda p: load_eval_photo(p, spec),
                     lambda chunk: torch_clf._top(torch.stack(chunk), 1),
                     lambda items: list(torch_clf.iter_predict(items, batch_size=args.batch_size)), paths,
                     args.batch_size)]
@@ -86,7 +86,7 @@ def main(argv=None):
             onnx_path = Path(folder) / f"model-{quantize or 'fp32'}.onnx"
             export_model(args.model, "onnx", onnx_path, log=lambda line: None, quantize=quantize)
             onnx_clf = load_onnx_classifier(onnx_path)
-            rows.append(measure(name, lambda p, c=onnx_clf: eval_array(open_photo(p), c.spec),
+            rows.append(measure(name, lambda p, c=onnx_clf: c.preprocess(p),
                                 lambda chunk, c=onnx_clf: c.logits(np.stack(chunk)),
                                 lambda items, c=onnx_clf: list(c.iter_predict(items, batch_size=args.batch_size)),
                                 paths, args.batch_size))

@@ -13,8 +13,7 @@ import torch
 from conftest import cli, shown
 from petalnet import load_classifier
 from petalnet.inference.onnx import load_onnx_classifier
-from petalnet.pipeline.preprocess import eval_array, load_eval_photo
-from petalnet.data.images import open_photo
+from petalnet.pipeline.preprocess import eval_array, load_eval_photo, open_eval_photo
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +72,9 @@ def test_predict_on_onnx_agrees_with_the_checkpoint_without_importing_torch(onnx
 def test_onnx_classifier_preprocesses_as_eval_array(onnx_model, made_photos):
     classifier = load_onnx_classifier(onnx_model)
     photo = sorted(made_photos.rglob("*.jpg"))[0]
-    assert np.array_equal(classifier.preprocess(photo), eval_array(open_photo(photo), classifier.spec))
+    spec = classifier.spec
+    assert np.array_equal(classifier.preprocess(photo), eval_array(open_eval_photo(photo, spec.image_size,
+                                                                                   spec.eval_resize), spec))
     records = list(classifier.iter_predict([photo, made_photos / "nope.jpg"], topk=2))
     assert records[0][0]["top"][0]["prob"] >= records[0][0]["top"][1]["prob"]
     assert records[1][0] == {"path": str(made_photos / "nope.jpg"), "error": "no such file"}

@@ -23,7 +23,7 @@ from petalnet.errors import StorageError, UserError
 from petalnet.pipeline import store
 from petalnet.pipeline.loaders import CachedTrainBatches
 from petalnet.pipeline.cache import decode_eval_photos, decoded_photos, estimate_bytes, fitted_size, train_photo
-from petalnet.pipeline.preprocess import eval_tensor
+from petalnet.pipeline.preprocess import eval_tensor, open_eval_photo
 from petalnet.data.images import open_photo
 
 SHORT, EVAL = 40, 32  # the train photos' short side and the val size, in pixels
@@ -237,7 +237,7 @@ def test_val_photos_are_kept_exactly_as_evaluate_shows_them(sample_photos, resiz
     val = decode_eval_photos(sample_photos, range(len(sample_photos)), 48, resize, progress=False)
     assert len(val) == len(sample_photos) and val.labels.tolist() == list(range(len(sample_photos)))
     for k, path in enumerate(sample_photos):
-        assert torch.equal(val.image(k), eval_tensor(open_photo(path), 48, resize))
+        assert torch.equal(val.image(k), eval_tensor(open_eval_photo(path, 48, resize), 48, resize))
 
 
 def test_train_photos_are_shrunk_never_enlarged_and_kept_within_twice_the_short_side(sample_photos):

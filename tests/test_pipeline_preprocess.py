@@ -77,3 +77,27 @@ def test_normalized_batches_wrap_a_loader_and_pass_set_epoch_on():
     (images, targets), = list(batches)
     assert loader.epoch == 4 and len(batches) == 1 and targets.tolist() == [1]
     assert torch.allclose(images, torch.ones(1, 3, 2, 2))
+
+
+@pytest.mark.parametrize("resize", ["center_crop", "squash"])
+def test_a_big_jpeg_is_decoded_at_a_reduced_scale_and_looks_the_same(tmp_path, resize):
+    """open_eval_photo: libjpeg's DCT scaling for a camera-sized JPEG (4x and more the model's side),
+    never below the side the eval transform resizes to; a PNG is decoded whole."""
+    from PIL import Image
+
+    from imagegen import flower_image
+    from petalnet.pipeline.preprocess import eval_short_side, open_eval_photo
+
+    big = flower_image(1, 7, size=(1600, 1200))
+    big.save(tmp_path / "big.jpg", quality=92)
+    big.save(tmp_path / "big.png")
+    side = eval_short_side(64, resize)
+    reduced = open_eval_photo(tmp_path / "big.jpg", 64, resize)
+    assert reduced.size == (1600 // 8, 1200 // 8) and min(reduced.size) >= side
+    assert open_eval_photo(tmp_path / "big.png", 64, resize).size == (1600, 1200)
+    whole = eval_tensor(open_photo(tmp_path / "big.jpg"), 64, resize).int()
+    fast = eval_tensor(reduced, 64, resize).int()
+    assert fast.shape == whole.shape == (3, 64, 64)
+    assert (fast - whole).abs().float().mean() < 1.5 and not torch.equal(fast, whole)
+    assert open_eval_photo(tmp_path / "big.jpg", 320, resize).size == (1600 // 2, 1200 // 2)  # 1/4 is too small
+    assert isinstance(open_eval_photo(Image.open(tmp_path / "big.jpg"), 64, resize), Image.Image)

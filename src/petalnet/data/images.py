@@ -53,11 +53,12 @@ def open_rgb(source, reduce_to=None):
         raise UnreadableImage(one_line(err) or type(err).__name__) from None
 
 
-def open_photo(source):
-    """A path, file object or PIL image -> upright RGB PIL image; UnreadableImage (one line) if not a photo."""
+def open_photo(source, reduce_to=None):
+    """A path, file object or PIL image -> upright RGB PIL image; UnreadableImage (one line) if not a photo.
+    reduce_to: as open_rgb."""
     if isinstance(source, (str, Path)) and not Path(source).is_file():
         raise UnreadableImage("no such file" if not Path(source).exists() else "not a file")
-    return open_rgb(source)
+    return open_rgb(source, reduce_to)
 
 
 def to_rgb(img):

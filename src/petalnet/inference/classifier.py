@@ -20,11 +20,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
-from petalnet.pipeline.preprocess import eval_tensor, normalize_batch
+from petalnet.pipeline.preprocess import eval_tensor, normalize_batch, open_eval_photo
 from petalnet.devices.select import pick_device
 
 from petalnet.utils.fields import check_number
-from petalnet.data.images import UnreadableImage, open_photo, small_copy
+from petalnet.data.images import UnreadableImage, small_copy
 from petalnet.models.networks import FlipAveraged
 from petalnet.devices.settings import autocast, device_settings
 
@@ -48,7 +48,7 @@ class InputImages(Dataset):
 
     def __getitem__(self, i):
         try:
-            image = open_photo(self.inputs[i])
+            image = open_eval_photo(self.inputs[i], self.spec.image_size, self.spec.eval_resize)
         except UnreadableImage as err:
             return i, None, str(err), None
         thumbnail = small_copy(image, THUMBNAIL) if self.thumbnails else None

@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from petalnet.errors import UserError, one_line
-from petalnet.data.images import UnreadableImage, open_photo
+from petalnet.data.images import UnreadableImage
 from petalnet.models.spec import InferenceSpec
-from petalnet.pipeline.preprocess import eval_array
+from petalnet.pipeline.preprocess import eval_array, open_eval_photo
 from petalnet.utils.cores import cpu_count
 from petalnet.utils.fields import check_number
 
@@ -37,7 +37,7 @@ class OnnxClassifier:
 
     def preprocess(self, source):
         """A path or PIL image -> float32 (3, S, S), normalized as the checkpoint's eval transform."""
-        return eval_array(open_photo(source), self.spec)
+        return eval_array(open_eval_photo(source, self.spec.image_size, self.spec.eval_resize), self.spec)
 
     def logits(self, batch):
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]

@@ -11,10 +11,10 @@ top-1 agreement and probabilities (int8 logits cannot match fp32 to 1e-4).
 
 import numpy as np
 
-from petalnet.data.images import UnreadableImage, is_image_name, open_photo
+from petalnet.data.images import UnreadableImage, is_image_name
 from petalnet.errors import UserError
 from petalnet.inference.photos import own_photos
-from petalnet.pipeline.preprocess import eval_array
+from petalnet.pipeline.preprocess import eval_array, open_eval_photo
 
 CALIBRATION_PHOTOS = 256  # training photos whose activations set the int8 ranges
 CALIBRATION_BATCH = 16
@@ -29,11 +29,10 @@ def calibration_arrays(ckpt, model_path, folder=None, count=CALIBRATION_PHOTOS):
         paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
     else:
         paths = own_photos(ckpt, model_path, "train", flag="--calibration-photos")[1]
-    step = max(1, len(paths) // count)
-    arrays = []
+    step, spec, arrays = max(1, len(paths) // count), ckpt["meta"], []
     for path in paths[::step][:count]:
         try:
-            arrays.append(eval_array(open_photo(path), ckpt["meta"]))
+            arrays.append(eval_array(open_eval_photo(path, spec.image_size, spec.eval_resize), spec))
         except UnreadableImage:
             continue
     if not arrays:

@@ -40,10 +40,10 @@ from pathlib import Path
 from PIL import Image
 
 from petalnet.data.download import petalnet_home
-from petalnet.data.images import UnreadableImage, open_photo
+from petalnet.data.images import UnreadableImage
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.pipeline.decode import decode_photo, resize_uint8
-from petalnet.pipeline.preprocess import eval_tensor
+from petalnet.pipeline.preprocess import eval_tensor, open_eval_photo
 from petalnet.pipeline.store import STORE_VERSION, BrokenStore, StoreWriter, open_store
 from petalnet.utils.fileio import UMASK, fsync_dir
 from petalnet.utils.memory import free_disk
@@ -85,7 +85,7 @@ def train_photo(path, short_side):
 
 def eval_photo(path, size, resize):
     """A val photo as preprocess.eval_tensor shows it to a model: uint8 (S, S, 3)."""
-    return eval_tensor(open_photo(path), size, resize).permute(1, 2, 0).contiguous()
+    return eval_tensor(open_eval_photo(path, size, resize), size, resize).permute(1, 2, 0).contiguous()
 
 
 def in_order(items, fn, workers, window=None):

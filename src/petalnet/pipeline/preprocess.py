@@ -2,12 +2,13 @@
 
     eval_geometry(h, w, size, resize)    ((resize_h, resize_w), crop side or None)
     eval_tensor(image, size, resize)     PIL image or uint8 tensor -> uint8 (3, S, S)       (PyTorch)
-    load_eval_photo(source, spec)        open_photo + eval_tensor at the spec's size
+    open_eval_photo(source, size, resize)  open_photo, a big JPEG decoded at a reduced scale (draft)
+    load_eval_photo(source, spec)        open_eval_photo + eval_tensor at the spec's size
     eval_array(image, spec)              PIL image -> normalized float32 (3, S, S)           (NumPy only)
     normalize_batch(u8, mean, std)       uint8 batch -> normalized float, on its device      (PyTorch)
 
 Train's val photos (both pipelines), evaluate, predict, export's parity check and serve all go through
-eval_tensor + normalize_batch, so a checkpoint scores the same photo the same way everywhere. The ONNX
+open_eval_photo + eval_tensor + normalize_batch, so a checkpoint scores the same photo the same way everywhere. The ONNX
 classifier runs without PyTorch: eval_array does the same geometry with Pillow's antialiased bilinear
 resize, which follows torch's within a grey level or so (tests/ compare the two).
 `resize` is "squash" (to size x size, as the tutorial) or "center_crop" (short side to size / 0.875,
@@ -52,9 +53,22 @@ def eval_tensor(image, size, resize):
     return image.contiguous()
 
 
+def eval_short_side(size, resize):
+    """The side a photo's short side is resized to before the crop (squash: size, both sides)."""
+    return size if resize == "squash" else round(size / CROP_RATIO)
+
+
+def open_eval_photo(source, size, resize):
+    """open_photo for the eval transform: a JPEG whose short side is at least twice eval_short_side is
+    decoded at 1/2, 1/4 or 1/8 scale by libjpeg (Pillow's draft), never below that side; several times
+    faster for camera photos, and the resize that follows has less to average."""
+    return open_photo(source, reduce_to=eval_short_side(size, resize))
+
+
 def load_eval_photo(source, spec):
     """A path, file object or PIL image -> uint8 (3, S, S) for the model of `spec` (models/spec.py)."""
-    return eval_tensor(open_photo(source), spec.image_size, spec.eval_resize)
+    return eval_tensor(open_eval_photo(source, spec.image_size, spec.eval_resize), spec.image_size,
+                       spec.eval_resize)
 
 
 def eval_array(image, spec):

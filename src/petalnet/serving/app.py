@@ -34,10 +34,10 @@ import torch
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.inference.classifier import load_classifier
 from petalnet.inference.sorting import is_unsure
-from petalnet.pipeline.preprocess import eval_tensor
+from petalnet.pipeline.preprocess import eval_tensor, open_eval_photo
 from petalnet.errors import UserError
 from petalnet.utils.fields import check_number
-from petalnet.data.images import UnreadableImage, open_photo, small_copy
+from petalnet.data.images import UnreadableImage, small_copy
 
 MAX_BATCH, MAX_WAIT_S = 32, 0.005
 VIEW_SIZE = 512  # longest side of the photo under a heat map
@@ -102,7 +102,7 @@ def model_info(model_path, classifier):
 
 def decode_upload(data, spec, keep_view):
     """Upload bytes -> (uint8 tensor for the model, small RGB view or None); UnreadableImage if not a photo."""
-    image = open_photo(io.BytesIO(data))
+    image = open_eval_photo(io.BytesIO(data), spec.image_size, spec.eval_resize)
     return eval_tensor(image, spec.image_size, spec.eval_resize), small_copy(image, VIEW_SIZE) if keep_view else None
 
 
