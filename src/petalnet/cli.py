@@ -46,9 +46,10 @@ def cmd_data_get(args):
 
 
 def cmd_data_check(args):
-    from petalnet.data.check import check_dataset, draw_near_pairs, format_report
+    from petalnet.data.check import check_dataset, check_near_threshold, draw_near_pairs, format_report
     from petalnet.utils.plots import picture_format
 
+    check_near_threshold(args.near_threshold)  # bad settings are said before every photo is read
     if args.pairs_picture:
         picture_format(args.pairs_picture)  # a suffix it cannot draw: said before reading every photo
     report = check_dataset(_data_dir(args.dir), near_threshold=args.near_threshold)
@@ -62,8 +63,10 @@ def cmd_data_check(args):
 
 
 def cmd_data_split(args):
+    from petalnet.data.check import check_near_threshold
     from petalnet.data.split import make_split, summarize, write_split_folders
 
+    check_near_threshold(args.near_threshold)
     split = make_split(_data_dir(args.src), args.val_fraction, args.seed, near_threshold=args.near_threshold)
     copied = write_split_folders(split, args.out)
     print(summarize(split))
@@ -172,15 +175,13 @@ def add_near_threshold(parser):
 
 
 def _threshold_or_off(text):
+    """A number (its bounds: data/check.py's check_near_threshold) or None for "off"."""
     if text == "off":
         return None
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = None
-    if value is None or not 0 < value <= 1:  # nan too
-        raise argparse.ArgumentTypeError(f"'{text}' is not a similarity in (0, 1] nor off")
-    return value
+        raise argparse.ArgumentTypeError(f"'{text}' is not a similarity in (0, 1] nor off") from None
 
 
 def flag_names(cls):

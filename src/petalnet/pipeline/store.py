@@ -61,11 +61,11 @@ class PackedPhotos:
         (buffer, offset), (h, w) = self.place[k].tolist(), self.sizes[k].tolist()
         return self.buffers[buffer][offset:offset + h * w * 3].view(h, w, 3).permute(2, 0, 1)
 
-    def release(self, index=None):
+    def release(self):
         """Disk mode: let go of the pages read so far (they are read again from the file when needed).
 
         The whole mapping, once a batch: the kernel maps a few pages around each page read (fault-around),
-        so dropping only the photos `index` leaves their neighbours' pages behind, and those add up with
+        so dropping only the batch's photos leaves their neighbours' pages behind, and those add up with
         the folder's size (benchmarks/bench_stores.py measured it). An madvise over pages that are not
         mapped costs next to nothing.
         """
