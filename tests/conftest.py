@@ -80,6 +80,22 @@ def trained_run(made_photos, tmp_path_factory):
     return run
 
 
+def stop_after_epoch(monkeypatch, epochs):
+    """Make `train` stop as Ctrl-C would right after saving epoch `epochs`; returns the undo (call it
+    before resuming)."""
+    import petalnet.training.train
+
+    save_epoch = petalnet.training.train.save_epoch
+
+    def save_then_stop(run, config, spec, history, *args):
+        save_epoch(run, config, spec, history, *args)
+        if len(history) == epochs:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(petalnet.training.train, "save_epoch", save_then_stop)
+    return lambda: monkeypatch.setattr(petalnet.training.train, "save_epoch", save_epoch)
+
+
 def cli(*args):
     """Run the CLI in this process; returns the exit code (argparse's SystemExit included)."""
     try:

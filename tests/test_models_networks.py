@@ -56,8 +56,8 @@ def test_torchvision_alexnet_by_name():
 
 
 def test_unknown_model_is_a_user_error():
-    with pytest.raises(UserError, match="unknown model 'resnet9'"):
-        build_model("resnet9", 5)
+    with pytest.raises(UserError, match="unknown model 'resnet7'"):
+        build_model("resnet7", 5)
 
 
 def test_alexnet_half_keeps_the_tutorial_layout_and_the_bn_variant_trains():

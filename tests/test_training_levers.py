@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import cli, metrics
+from conftest import cli, metrics, stop_after_epoch
 from petalnet.models.checkpoint import load_checkpoint
 
 LEVERS = ["--recipe", "best", "--image-size", "80", "--min-image-size", "64", "--resize-ramp", "0", "0.6",
@@ -49,24 +49,15 @@ def test_evaluate_matches_train_val_with_averaged_weights_and_flips(lever_run, t
 def test_resumed_lever_run_equals_the_straight_one(lever_run, made_photos, tmp_path, monkeypatch, capsys):
     """Stopped (Ctrl-C) after epoch 2 of 3, then resumed: the same metrics and weights as straight through.
     Meanwhile best.pt is from an epoch validated at 80 px (progressive_eval): evaluate agrees with it."""
-    import petalnet.training.train
-
-    save_epoch = petalnet.training.train.save_epoch
-
-    def save_then_stop(run, config, spec, history, *args):
-        save_epoch(run, config, spec, history, *args)
-        if len(history) == 2:
-            raise KeyboardInterrupt
-
     run = tmp_path / "resumed"
-    monkeypatch.setattr(petalnet.training.train, "save_epoch", save_then_stop)
+    undo = stop_after_epoch(monkeypatch, 2)
     assert cli("train", "--data", made_photos, "--out", run, "--epochs", "3", *LEVERS) == 130
     assert f"continue with 'petalnet train --out {run} --resume'" in capsys.readouterr().err
     assert load_checkpoint(run / "best.pt")["meta"].image_size == 80
     assert cli("evaluate", run, "--json", "--device", "cpu", "--out", tmp_path / "eval") == 0
     best_so_far = max(float(r["val_acc"]) for r in metrics(run))
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(best_so_far, abs=1e-9)
-    monkeypatch.setattr(petalnet.training.train, "save_epoch", save_epoch)
+    undo()
     assert cli("train", "--out", run, "--resume") == 0
     assert metrics(run) == metrics(lever_run)
     for name in ("best.pt", "last.pt"):

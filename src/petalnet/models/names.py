@@ -2,6 +2,7 @@
 and help); models/networks.py builds them, models/weights.py finds their pretrained weights.
 
     alexnet_half, alexnet_half_bn   petalnet's: the tutorial's AlexNet at half width, and with BatchNorm
+    resnet9                         petalnet's: a ResNet-9 for photos, the fastest to train from scratch
     alexnet, resnet18, convnext_tiny, ...   torchvision's classification models, under their own names
     efficientnet_lite0              timm's TensorFlow-faithful EfficientNet-Lite0 (ImageNet weights offline)
     timm/NAME                       any other timm architecture, e.g. timm/convnext_atto
@@ -13,7 +14,7 @@ import difflib
 
 from petalnet.utils.fields import SettingError
 
-PETALNET_MODELS = ("alexnet_half", "alexnet_half_bn")
+PETALNET_MODELS = ("alexnet_half", "alexnet_half_bn", "resnet9")
 # torchvision 0.29's classification models (torchvision.models.list_models(module=torchvision.models));
 # googlenet and inception_v3 are left out: they return auxiliary outputs while training and need their own
 # input transform with their weights. tests/ check this list against torchvision's.

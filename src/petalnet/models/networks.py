@@ -2,6 +2,7 @@
 
     alexnet_half     the tutorial's AlexNet at half width (14,591,685 parameters for 5 classes)
     alexnet_half_bn  the same with BatchNorm after each convolution (not the tutorial's; docs/ablation.md)
+    resnet9          a ResNet-9 for photos (models/resnet9.py), the `sprint` recipe's
     resnet18, ...    torchvision's classification models (alexnet is torchvision's full-width one)
     efficientnet_lite0, timm/NAME   timm's
 
@@ -18,6 +19,7 @@ import functools
 import torch
 from torch import nn
 from petalnet.errors import UserError, one_line
+from petalnet.models.resnet9 import ResNet9
 from petalnet.models.names import PETALNET_MODELS, check_model_name, closest_hint, model_source, timm_name
 
 
@@ -74,7 +76,11 @@ def alexnet_half_bn(num_classes, dropout=0.5):
     return AlexNetHalf(num_classes, dropout, batch_norm=True)
 
 
-PETALNET = {"alexnet_half": AlexNetHalf, "alexnet_half_bn": alexnet_half_bn}
+def resnet9(num_classes, dropout=0.5):
+    return ResNet9(num_classes)  # no dropout: BatchNorm and augmentation regularize it
+
+
+PETALNET = {"alexnet_half": AlexNetHalf, "alexnet_half_bn": alexnet_half_bn, "resnet9": resnet9}
 assert tuple(PETALNET) == PETALNET_MODELS, "models/names.py lists every model"
 
 

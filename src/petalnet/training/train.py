@@ -53,6 +53,9 @@ from petalnet.utils.fileio import write_json
 from petalnet.utils.plots import plot_curves
 
 
+WHITENING_PHOTOS = 512  # training crops a data-fitted first layer is set from
+
+
 @dataclass(frozen=True)
 class RunFacts:
     """What a run found, beside what it was told: kept with the config in config.json and checkpoints."""
@@ -293,6 +296,8 @@ def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous, st
         f"pipeline {config.pipeline}")
     loaders = make_loaders(config, photos, s.device, s.settings, s.processes.rank, s.processes.world, s.progress,
                            log)
+    if not previous and not config.init and config.pretrained == "none":
+        fit_to_photos(model, loaders[0])
     training = prepare_training(config, model, layers, s, len(loaders[0]), photos)
     history, best_acc, best_epoch, start = [], -1.0, 0, 1
     if previous:
@@ -324,6 +329,22 @@ def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous, st
         log(format_epoch(row, config.epochs, improved))
     log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
     return history
+
+
+def fit_to_photos(model, train_loader, photos=WHITENING_PHOTOS):
+    """A model with layers set from data before training (resnet9's whitening: models/resnet9.py) gets
+    the first `photos` training crops of epoch 1 (drawn again when epoch 1 starts). Under torchrun each
+    rank fits its own; DDP then copies rank 0's to all."""
+    if not hasattr(model, "fit_to_photos"):
+        return
+    train_loader.set_epoch(1)
+    batches, seen = [], 0
+    for images, _ in train_loader:
+        batches.append(images.float())
+        seen += len(images)
+        if seen >= photos:
+            break
+    model.fit_to_photos(torch.cat(batches)[:photos])
 
 
 def run_epoch(epoch, config, training, loaders, eval_model, session):
