@@ -129,7 +129,7 @@ def test_unreadable_photos_are_listed_once_and_left_out(tmp_path, capsys):
     (["--recipe", "magic"], "unknown recipe 'magic'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
-    (["--image-size", "32"], "--image-size 32 does not suit alexnet_half"),
+    (["--model", "alexnet_half", "--image-size", "32"], "--image-size 32 does not suit alexnet_half"),
     (["--epochs", "three"], "invalid int value: 'three'"),
     (["--hflip", "yes"], "expected on or off, got 'yes'"),
     (["--crop-scale", "0.5"], "expected 2 arguments"),
@@ -175,15 +175,15 @@ def test_bad_data_paths_exit_2_in_a_child_process(tmp_path):
 
 
 def test_default_recipe_with_only_size_and_epochs_changed(made_photos, tmp_path, capsys):
-    """The default recipe (fast) with --image-size and --epochs: its other sizes and warmup follow; the
+    """The default recipe (sprint) with --image-size and --epochs: its other sizes and warmup follow; the
     device it chose is said."""
     assert cli("train", "--data", made_photos, "--out", tmp_path / "r", "--epochs", "1",
                "--image-size", SMALL_SIZE) == 0
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert f"device: {expected}" in capsys.readouterr().out
     config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert config["recipe"] == "fast" and config["eval_image_size"] == 80 and config["warmup_epochs"] == 0
-    assert config["min_image_size"] == 64 and config["ema_decay"] == 0.999
+    assert config["recipe"] == "sprint" and config["eval_image_size"] == 80 and config["warmup_epochs"] == 0
+    assert config["min_image_size"] == 48 and config["model"] == "resnet9" and config["tta_flip"] is True
 
 
 def test_console_script_and_module_entry_points():
