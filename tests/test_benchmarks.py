@@ -130,3 +130,45 @@ def test_bench_predict_measures_decode_model_and_predict_for_three_files(trained
     for name in ("PyTorch", "ONNX Runtime", "ONNX Runtime int8"):
         assert re.search(rf"^\| {name} \|( [0-9.]+ \|){{6}}$", done.stdout, re.M), shown(done)
         assert re.search(rf"^\| {name} \| [0-9.]+ \| [01]\.[0-9]{{4}} \| 10 \|$", done.stdout, re.M), shown(done)
+
+
+def load_benchmark(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_budgets_fit_each_schedule_to_its_budget_from_a_calibration_run():
+    """fast's two calibration epochs at 128 and 176 px: epochs at other sizes cost a + b x size^2; the fitted
+    run is the longest whose predicted time fits."""
+    budgets = load_benchmark("budgets")
+    rows = [{"epoch_seconds": 6.0, "elapsed_s": 16.0}, {"epoch_seconds": 9.0, "elapsed_s": 26.0}]
+    model = budgets.cost_model(rows, "fast")
+    epoch_seconds, startup, validation = model
+    assert (startup, validation) == pytest.approx((9.0, 1.0))
+    config = budgets.recipe_config("fast", 90)
+    assert epoch_seconds(1, config) == pytest.approx(6.0) and epoch_seconds(90, config) > 10  # 208 px
+    for budget in (60, 300, 823):
+        epochs = budgets.fit_epochs("fast", budget, model)
+        assert budgets.predicted_seconds("fast", epochs, model) <= budget
+        assert budgets.predicted_seconds("fast", epochs + 1, model) > budget
+    assert budgets.fit_epochs("fast", 5, model) == 1  # never below one epoch
+    small = budgets.recipe_config("sprint", 10, ["--image-size", "64"])
+    assert (small.image_size, small.epochs, small.model) == (64, 10, "resnet9")
+
+
+def test_budgets_runs_each_budget_and_seed_and_draws_the_table(made_photos, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "budgets.py"), "--data", str(made_photos),
+                           "--out", str(tmp_path), "--recipes", "seed", "--budgets", "0.1", "0.2", "--seeds", "0", "1",
+                           "--flags", "--image-size 64 --device cpu"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, shown(done)
+    results = json.loads((tmp_path / "budgets.json").read_text())
+    short, longer = (r for r in results if "budget_min" in r)
+    assert short["epochs"] <= longer["epochs"] and short["final_acc"]["n"] == 2
+    assert {r["target"] for r in results if "target" in r} == {0.69, 0.85}
+    assert (tmp_path / "seed" / "0.2-min" / "seed-1" / "best.pt").is_file()
+    assert (tmp_path / "budgets.png").stat().st_size > 1000
+    assert "| seed |" in done.stdout, shown(done)
