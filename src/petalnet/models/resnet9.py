@@ -6,10 +6,13 @@
 The shape is Myrtle.ai's DAWNBench ResNet-9 (David Page, "How to train your ResNet", 2018), which
 Keller Jordan's airbench grew from: a convolution, BatchNorm and ReLU per layer, max-pooling to halve
 the size, two residual blocks, a global max pool and a linear head whose logits are scaled down. For
-photos instead of 32 px CIFAR images, a patchify stem (a 4x4 convolution with stride 4, as ConvNeXt's)
-cuts a 128 px photo to 32x32 at once: the full-resolution layers are where a CPU spends its time.
+photos instead of 32 px CIFAR images, the first layer works on 4x4 patches (stride 4, as ConvNeXt's
+patchify stem), cutting a 128 px photo to 32x32 at once: full-resolution layers are where a CPU spends
+its time. That layer whitens the patches (airbench's first layer): fixed filters computed from the
+training photos (`fit_to_photos`, which `petalnet train` calls before the first step), not learned.
 
-    stem     conv 4x4/4  3 -> w        conv 3x3  w -> 2w                   32x32 at 128 px
+    stem     whitening 4x4/4  3 -> 96 (fixed), ReLU, conv 3x3  96 -> 2w        32x32 at 128 px
+             (whiten=False: conv 4x4/4  3 -> w, conv 3x3  w -> 2w)
     layer1   conv 3x3  2w -> 4w, max pool 2, residual (2 x conv 3x3)       16x16
     layer2   conv 3x3  4w -> 8w, max pool 2                                  8x8
     layer3   conv 3x3  8w -> 16w, max pool 2, residual (2 x conv 3x3)        4x4

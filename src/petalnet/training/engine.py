@@ -1,4 +1,5 @@
-"""One epoch of training: the loop torchvision's references call train_one_epoch.
+"""One epoch of training: the loop torchvision's references call train_one_epoch; and, before the first,
+fit_to_photos for a model with a layer set from data (resnet9's whitening).
 
 The loader yields (images, targets); anything not yet on the device is moved there. `settings` are the
 DeviceSettings of devices/settings.py (autocast precision, channels_last); None means plain fp32.
@@ -14,6 +15,8 @@ from torch import nn
 from petalnet.utils.progress import progress_bar
 from petalnet.devices.settings import batch_to_device, precision
 from petalnet.training.ema import WeightAverage
+
+WHITENING_PHOTOS = 512  # training crops a data-fitted first layer is set from
 
 
 @dataclass
@@ -64,3 +67,19 @@ def train_one_epoch(training, loader, desc="train", progress=True):
             rate = seen / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", img_s=f"{rate:.1f}", refresh=False)
     return {"loss_sum": total_loss.item(), "images": seen, "seconds": time.perf_counter() - start}
+
+
+def fit_to_photos(model, train_loader, photos=WHITENING_PHOTOS):
+    """A model with layers set from data before training (resnet9's whitening: models/resnet9.py) gets
+    the first `photos` training crops of epoch 1 (drawn again when epoch 1 starts). Under torchrun each
+    rank fits its own; DDP then copies rank 0's to all."""
+    if not hasattr(model, "fit_to_photos"):
+        return
+    train_loader.set_epoch(1)
+    batches, seen = [], 0
+    for images, _ in train_loader:
+        batches.append(images.float())
+        seen += len(images)
+        if seen >= photos:
+            break
+    model.fit_to_photos(torch.cat(batches)[:photos])

@@ -43,7 +43,7 @@ from petalnet.pipeline.loaders import epoch_seed, make_loaders, memory_budget
 from petalnet.pipeline.sampling import balanced_weights
 from petalnet.training import runs
 from petalnet.training.ema import WeightAverage
-from petalnet.training.engine import Training, train_one_epoch
+from petalnet.training.engine import Training, fit_to_photos, train_one_epoch
 from petalnet.training.layers import Layers
 from petalnet.training.optim import build_optimizer, build_scheduler
 from petalnet.training.photos import check_same_photos, load_data, shared_split
@@ -51,9 +51,6 @@ from petalnet.training.ranklogs import RankLog, Terminated
 from petalnet.utils.fields import to_dict
 from petalnet.utils.fileio import write_json
 from petalnet.utils.plots import plot_curves
-
-
-WHITENING_PHOTOS = 512  # training crops a data-fitted first layer is set from
 
 
 @dataclass(frozen=True)
@@ -329,22 +326,6 @@ def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous, st
         log(format_epoch(row, config.epochs, improved))
     log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
     return history
-
-
-def fit_to_photos(model, train_loader, photos=WHITENING_PHOTOS):
-    """A model with layers set from data before training (resnet9's whitening: models/resnet9.py) gets
-    the first `photos` training crops of epoch 1 (drawn again when epoch 1 starts). Under torchrun each
-    rank fits its own; DDP then copies rank 0's to all."""
-    if not hasattr(model, "fit_to_photos"):
-        return
-    train_loader.set_epoch(1)
-    batches, seen = [], 0
-    for images, _ in train_loader:
-        batches.append(images.float())
-        seen += len(images)
-        if seen >= photos:
-            break
-    model.fit_to_photos(torch.cat(batches)[:photos])
 
 
 def run_epoch(epoch, config, training, loaders, eval_model, session):
