@@ -117,7 +117,7 @@ def run_all(args):
     out, results = Path(args.out), []
     for recipe in args.recipes:
         flags = shlex.split(args.flags)
-        calibration = train(args.data, out / recipe / "calibration", recipe, ["--epochs", "2", *flags], True)
+        calibration = train(args.data, out / recipe / "calibration", recipe, ["--epochs", "2", *flags], args.reuse)
         model = cost_model(calibration, recipe, flags)
         curves = {}
         for budget in args.budgets:
