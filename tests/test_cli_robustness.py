@@ -259,7 +259,7 @@ COMMANDS = [
     ("petalnet.inference.predict", "run_predict", ["predict", "m", "p.jpg"]),
     ("petalnet.inference.evaluate", "run_evaluate", ["evaluate", "m"]),
     ("petalnet.inference.export", "run_export", ["export", "m", "--out", "m.onnx"]),
-    ("petalnet.serving.app", "run_server", ["serve", "m"]),
+    ("petalnet.serving.server", "run_server", ["serve", "m"]),
 ]
 
 

@@ -9,7 +9,8 @@
     petalnet predict MODEL PATH... [--topk 3] [--json] [--plot OUT.png] [--explain OUT_DIR] [--csv FILE]
                      [--overwrite] [--sort-into DIR [--min-prob P]]
     petalnet export MODEL --format onnx|torchscript --out FILE [--quantize int8]
-    petalnet serve MODEL [--host 127.0.0.1] [--port 8000] [--workers 1]
+    petalnet serve MODEL [--host 127.0.0.1] [--port 8000] [--token-file FILE [--generate-token]] [--tls-cert C
+                   --tls-key K] [--max-pending 64] [--request-timeout 30] [--log-format text] ...
     petalnet compare RUN... [--json] [--plot OUT.png [--overwrite]]
 
 Errors a user can cause print one line on stderr and exit 2 (3 when a file cannot be written: disk full,
@@ -114,10 +115,11 @@ def cmd_export(args):
 
 
 def cmd_serve(args):
-    from petalnet.serving.app import run_server
+    from petalnet.serving.server import run_server
+    from petalnet.serving.settings import ServeSettings
 
-    return run_server(args.model, host=args.host, port=args.port, workers=args.workers, device=args.device,
-                      max_upload_mb=args.max_upload_mb)
+    given = {name: getattr(args, name) for name in flag_names(ServeSettings) if getattr(args, name) is not None}
+    return run_server(args.model, ServeSettings(**given, generate_token=args.generate_token, no_auth=args.no_auth))
 
 
 def cmd_compare(args):
@@ -246,13 +248,15 @@ def add_share_commands(sub):
     export.add_argument("--calibration-photos", metavar="DIR", help="photos that set the int8 ranges (default: "
                         "256 of the run's train photos)")
     export.set_defaults(func=cmd_export)
+    from petalnet.serving.settings import ServeSettings
+
     serve = sub.add_parser("serve", help="an HTTP API and a web page for a model")
     serve.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
-    serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default 10)")
+    add_flags(serve, ServeSettings, default_text=None)
+    serve.add_argument("--generate-token", action="store_true", help="write a new random token to --token-file "
+                       "(readable by its owner only) and serve with it")
+    serve.add_argument("--no-auth", action="store_true", help="serve an address other than loopback without a "
+                       "token (anyone who reaches the port can use it)")
     serve.set_defaults(func=cmd_serve)
 
 

@@ -143,7 +143,8 @@ def on_off(text):
 
 def add_flags(parser, cls, default_text="the recipe's"):
     """One flag per field of `cls` that has one: --name-with-dashes, typed, its help and choices shown,
-    default None (the caller fills what was not given)."""
+    default None (the caller fills what was not given). `default_text` None: each help shows its field's
+    default."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.metadata.get("flag", False):
@@ -151,8 +152,9 @@ def add_flags(parser, cls, default_text="the recipe's"):
         kind, nargs = _flag_type(hints[f.name])
         choices = f.metadata.get("choices")
         text = f.metadata["help"] + (f" [{', '.join(map(str, choices))}]" if choices else "")
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, nargs=nargs,
-                            help=f"{text} (default: {default_text})")
+        shown = default_text if default_text is not None else _shown(f.default)
+        text += f" (default: {shown})" if shown not in (None, "") else ""
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, nargs=nargs, help=text.replace("%", "%%"))
 
 
 def _flag_type(hint):

@@ -1,0 +1,93 @@
+"""The model a server is serving, and its reload (POST /reload, SIGHUP): the checkpoint is read again in a
+thread while requests go on; it replaces the old model only when it loads and is the same model (classes,
+network, input size and transform, which the clients and the photos already decoded rely on). Otherwise
+the old model keeps serving and the reload answers 409 (another model) or 422 (unreadable)."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from petalnet.errors import one_line
+from petalnet.inference.classifier import load_classifier
+from petalnet.models.checkpoint import load_checkpoint
+from petalnet.serving.batcher import Batcher
+
+SAME = ("classes", "model", "input_size", "eval_resize", "mean", "std")  # what a reload may not change
+
+
+@dataclass
+class Loaded:
+    classifier: object
+    info: dict  # what GET /model returns
+    seconds: float  # to load
+    when: float  # Unix time
+
+
+class ReloadRefused(Exception):
+    def __init__(self, status, detail):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def load(model_path, device):
+    started = time.perf_counter()
+    classifier = load_classifier(model_path, device)
+    info = model_info(model_path, classifier)
+    info["explain"] = explainable(classifier)
+    return Loaded(classifier, info, time.perf_counter() - started, time.time())
+
+
+def model_info(model_path, classifier):
+    """What GET /model returns: enough to call the API and to know how good the model is."""
+    ckpt = load_checkpoint(model_path)
+    config = ckpt.get("config", {})
+    spec = classifier.spec
+    return {"classes": classifier.classes, "model": spec.model, "input_size": spec.image_size,
+            "eval_resize": spec.eval_resize, "mean": list(spec.mean), "std": list(spec.std),
+            "checkpoint": str(model_path),
+            "training": {"recipe": config.get("recipe"), "epochs": config.get("epochs"),
+                         "pipeline": config.get("pipeline"), "best_epoch": ckpt.get("epoch"),
+                         "val_acc": ckpt.get("val_acc")}}
+
+
+def explainable(classifier):
+    """Whether the network has a last convolution for heat maps (a transformer has none)."""
+    from petalnet.errors import UserError
+    from petalnet.inference.explain import last_conv
+
+    try:
+        last_conv(classifier.model)
+        return True
+    except UserError:
+        return False
+
+
+class ServedModel:
+    """The loaded model of one server process, and the batcher that runs it."""
+
+    def __init__(self, model_path, device, metrics):
+        self.model_path, self.device, self.metrics = model_path, device, metrics
+        self.current = load(model_path, device)  # a bad checkpoint fails here, before the server starts
+        self.batcher = Batcher(self.current.classifier, metrics)
+        self.metrics.model_loaded(self.current.seconds, self.current.when)
+        self.lock = asyncio.Lock()
+
+    async def reload(self):
+        """Load the checkpoint again and serve it from the next batch on; ReloadRefused when it cannot."""
+        async with self.lock:  # one reload at a time
+            try:
+                new = await asyncio.get_running_loop().run_in_executor(None, load, self.model_path, self.device)
+            except Exception as err:  # noqa: BLE001 - any failure leaves the old model serving
+                self.metrics.reloads.labels("failed").inc()
+                raise ReloadRefused(422, f"cannot load {self.model_path}: {one_line(err, 300)}; the old model "
+                                         f"keeps serving") from None
+            changed = [key for key in SAME if new.info[key] != self.current.info[key]]
+            if changed:
+                self.metrics.reloads.labels("failed").inc()
+                raise ReloadRefused(409, f"{self.model_path} now holds another model ({', '.join(changed)} "
+                                         f"differ): restart the server to serve it; the old model keeps serving")
+            self.batcher.swap(new.classifier)
+            self.current = new
+            self.metrics.model_loaded(new.seconds, new.when)
+            self.metrics.reloads.labels("ok").inc()
+            return new.info
