@@ -113,8 +113,10 @@ def test_metrics_count_requests_batches_and_the_model_load(guarded, photo):
     before = counter(guarded, 'petalnet_requests_total{path="/predict",status="200"}')
     for _ in range(3):
         assert post_photos(guarded.url, [photo], token=guarded.token)[0] == 200
+    predicted = 'petalnet_requests_total{path="/predict",status="200"}'
+    wait_for(lambda: counter(guarded, predicted) >= before + 3, 10)  # counted after the answer's last byte
     text = metrics_text(guarded)
-    assert counter(guarded, 'petalnet_requests_total{path="/predict",status="200"}', text) == before + 3
+    assert counter(guarded, predicted, text) == before + 3
     assert counter(guarded, 'petalnet_request_seconds_count{path="/predict"}', text) >= before + 3
     assert counter(guarded, "petalnet_batch_size_count", text) >= 3
     assert 'petalnet_request_seconds_bucket{le="+Inf",path="/predict"}' in text
@@ -127,8 +129,8 @@ def test_access_log_has_one_json_line_per_request_and_no_secret(guarded, photo):
     marker = f"/model?marker={time.time_ns()}"
     assert call(guarded.url + marker, token=guarded.token)[0] == 200
     assert post_photos(guarded.url, [photo], token=guarded.token)[0] == 200
-    lines = [line for line in guarded.stderr().splitlines() if line.startswith("{")]
-    records = [json.loads(line) for line in lines]
+    wait_for(lambda: json_records(guarded)[-1]["path"] == "/petalnet/predict", 10)  # written after the answer
+    records = json_records(guarded)
     assert set(records[-1]) == {"time", "client", "method", "path", "status", "ms", "bytes_in", "bytes_out"}
     assert records[-1]["path"] == "/petalnet/predict" and records[-1]["status"] == 200
     assert records[-1]["bytes_in"] > len(photo[1]) and records[-1]["client"] == "127.0.0.1"
@@ -148,8 +150,8 @@ def test_behind_a_reverse_proxy_with_a_path_prefix(guarded, photo):
         proxy.stop()
     assert status == 200 and body["predictions"][0]["path"] == photo[0]
     assert openapi["servers"] == [{"url": "/petalnet"}]
-    last = json.loads([line for line in guarded.stderr().splitlines() if line.startswith("{")][-1])
-    assert last["client"] == CLIENT  # X-Forwarded-For from a trusted proxy (127.0.0.1)
+    wait_for(lambda: json_records(guarded)[-1]["path"] == "/petalnet/openapi.json", 10)
+    assert json_records(guarded)[-1]["client"] == CLIENT  # X-Forwarded-For from a trusted proxy (127.0.0.1)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
@@ -351,6 +353,11 @@ class Trickle:
     def close(self):
         self.stopped.set()
         self.sock.close()
+
+
+def json_records(server):
+    """The server's access-log lines so far (each is written after its request's last byte)."""
+    return [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
 
 
 def metrics_text(server):
