@@ -11,10 +11,11 @@ latency. With --onnx, also times `petalnet predict` on one photo in a new proces
 and for the exported ONNX file (best of 3).
 
 --overload: a server with --max-pending P gets --overload-clients clients that each post a photo again
-the moment they have an answer (429 included: impolite clients, the worst case) for --seconds, twice;
+the moment they have an answer (429 included: impolite clients, the worst case; --polite: they wait
+the Retry-After a 429 asks for) for --seconds, --rounds times;
 reported: answers by status, accepted requests' p50/p99 latency, how fast a 429 comes, the slowest
 /health answer during the load (polled every 0.25 s), and the server's memory (VmRSS) after start-up,
-after a warm-up and after each round (growth from round 1 to 2 would be a leak).
+after a warm-up and after each round (growth that goes on round after round would be a leak).
 """
 
 import argparse
@@ -63,8 +64,9 @@ def percentile(values, q):
     return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
 
 
-def hammer(url, photos, clients, seconds):
-    """Each client posts again as soon as it has an answer, until `seconds` pass: [(status, latency)]."""
+def hammer(url, photos, clients, seconds, polite=False):
+    """Each client posts again as soon as it has an answer (after Retry-After on a 429 when `polite`),
+    until `seconds` pass: [(status, latency)]."""
     deadline = time.perf_counter() + seconds
 
     def client(k):
@@ -76,6 +78,8 @@ def hammer(url, photos, clients, seconds):
             except OSError:
                 status = "connection error"
             answers.append((status, time.perf_counter() - started))
+            if polite and status == 429:
+                time.sleep(1.0)  # the server's Retry-After
         return answers
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
@@ -97,19 +101,19 @@ def rss_mib(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def overload(model, photos, clients, seconds, max_pending):
+def overload(model, photos, clients, seconds, max_pending, rounds=2, polite=False):
     server = ServerProcess(model, "--max-pending", max_pending, "--log-format", "off")
-    result = {"clients": clients, "seconds": seconds, "max_pending": max_pending,
+    result = {"clients": clients, "seconds": seconds, "max_pending": max_pending, "polite": polite,
               "rss_mib": {"started": rss_mib(server.process.pid)}, "rounds": []}
     try:
         load(server.url, photos, 4, 100)
         result["rss_mib"]["warm"] = rss_mib(server.process.pid)
-        for round_ in (1, 2):
+        for round_ in range(1, rounds + 1):
             stop, slowest = threading.Event(), []
             watcher = threading.Thread(target=lambda stop=stop, slowest=slowest: slowest.append(
                 health_watch(server.url, stop)))
             watcher.start()
-            answers = hammer(server.url, photos, clients, seconds)
+            answers = hammer(server.url, photos, clients, seconds, polite)
             stop.set()
             watcher.join()
             statuses = {}
@@ -152,13 +156,16 @@ def main():
     parser.add_argument("--overload-clients", type=int, default=64, help="clients of the overload run")
     parser.add_argument("--seconds", type=float, default=30, help="length of each overload round")
     parser.add_argument("--max-pending", type=int, default=32, help="the server's --max-pending in the overload run")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the overload run")
+    parser.add_argument("--polite", action="store_true", help="overload clients wait Retry-After after a 429")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
     if not args.data:
         parser.exit(2, "bench_serve.py: error: pass --data DIR or set PETALNET_DATA\n")
     photos = real_photos(args.data, 64)
     if args.overload:
-        result = overload(args.model, photos, args.overload_clients, args.seconds, args.max_pending)
+        result = overload(args.model, photos, args.overload_clients, args.seconds, args.max_pending, args.rounds,
+                          args.polite)
         print(json.dumps(result) if args.json else json.dumps(result, indent=1))
         return
     server = ServerProcess(args.model, "--log-format", "off")
