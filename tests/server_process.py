@@ -17,7 +17,7 @@ def free_port():
 
 
 class ServerProcess:
-    """`petalnet serve MODEL` in a child process on a free port; .url, ..stderr() so far, .stop() returns
+    """`petalnet serve MODEL` in a child process on a free port; .url, .stderr() so far, .stop() returns
     its stderr. Its stderr goes to a file, not a pipe: a busy server's access log would fill a pipe nobody
     reads and block it. `scheme` https and `context` (an ssl.SSLContext trusting the test certificate)."""
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from conftest import run_petalnet, shown
+from conftest import cli
 from petalnet.serving.client import call, get_json, post_photos
 from reverse_proxy import CLIENT, ReverseProxy
 from server_process import ServerProcess
@@ -254,11 +254,11 @@ def test_tls_with_a_self_signed_certificate(trained_run, tmp_path, photo):
         assert "Traceback" not in server.stop()
 
 
-def test_non_loopback_needs_a_token_or_no_auth(trained_run, monkeypatch):
+def test_non_loopback_needs_a_token_or_no_auth(trained_run, monkeypatch, capsys):
     monkeypatch.delenv("PETALNET_TOKEN", raising=False)
-    done = run_petalnet("serve", trained_run, "--host", "0.0.0.0")
-    assert done.returncode == 2 and done.stderr.count("\n") == 1, shown(done)
-    assert "serving 0.0.0.0 needs a token: --token-file FILE" in done.stderr, shown(done)
+    assert cli("serve", trained_run, "--host", "0.0.0.0") == 2
+    err = capsys.readouterr().err
+    assert "serving 0.0.0.0 needs a token: --token-file FILE" in err and err.count("\n") == 1, err
     server = ServerProcess(trained_run, "--host", "0.0.0.0", "--no-auth", "--device", "cpu")
     try:
         assert get_json(server.url + "/model")[0] == 200
@@ -266,22 +266,11 @@ def test_non_loopback_needs_a_token_or_no_auth(trained_run, monkeypatch):
         assert "warning: --no-auth: anyone who can reach 0.0.0.0" in server.stop()
 
 
-def test_token_from_the_environment(trained_run, photo):
+def test_worker_processes_get_the_token_from_the_environment_and_the_settings(trained_run, photo):
     token = "a-token-from-the-environment-0123"
-    server = ServerProcess(trained_run, "--host", "0.0.0.0", "--device", "cpu", env={"PETALNET_TOKEN": token})
+    server = ServerProcess(trained_run, "--workers", "2", "--host", "0.0.0.0", "--max-upload-mb", "1",
+                           "--device", "cpu", env={"PETALNET_TOKEN": token})
     try:
-        assert post_photos(server.url, [photo])[0] == 401
-        assert post_photos(server.url, [photo], token=token)[0] == 200
-    finally:
-        server.stop()
-
-
-def test_worker_processes_get_the_token_and_the_settings(trained_run, photo, tmp_path):
-    token_file = tmp_path / "token"
-    server = ServerProcess(trained_run, "--workers", "2", "--token-file", token_file, "--generate-token",
-                           "--max-upload-mb", "1", "--device", "cpu")
-    try:
-        token = token_file.read_text().strip()
         assert post_photos(server.url, [photo])[0] == 401
         assert post_photos(server.url, [photo], token=token)[0] == 200
         assert post_photos(server.url, [("big.jpg", b"x" * 1_100_000)], token=token)[0] == 413
@@ -292,7 +281,8 @@ def test_worker_processes_get_the_token_and_the_settings(trained_run, photo, tmp
     assert "Traceback" not in stderr and token not in stderr, stderr
 
 
-def test_bad_tokens_and_certificates_fail_in_one_line(trained_run, tmp_path):
+def test_bad_tokens_and_certificates_fail_in_one_line(trained_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PETALNET_TOKEN", raising=False)
     loose = tmp_path / "loose"
     loose.write_text("x" * 32)
     loose.chmod(0o644)
@@ -315,10 +305,10 @@ def test_bad_tokens_and_certificates_fail_in_one_line(trained_run, tmp_path):
              (["--max-pending", "0"], "--max-pending must be at least 1, got 0"),
              (["--request-timeout", "0"], "--request-timeout must be greater than 0"),
              (["--log-format", "xml"], "unknown --log-format 'xml'")]
-    for flags, says in cases:
-        done = run_petalnet("serve", trained_run, "--port", "1", *flags)
-        assert done.returncode == 2 and says in done.stderr, (flags, shown(done))
-        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, (flags, shown(done))
+    for flags, says in cases:  # in this process: each is refused before the model loads or a port opens
+        assert cli("serve", trained_run, "--port", "1", *flags) == 2, flags
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, (flags, err)
     assert kept.read_text() == "k" * 32  # never replaced
 
 

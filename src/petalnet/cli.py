@@ -238,6 +238,8 @@ def add_use_commands(sub):
 
 
 def add_share_commands(sub):
+    from petalnet.serving.settings import ServeSettings
+
     export = sub.add_parser("export", help="write the model as ONNX or TorchScript, checked against PyTorch")
     export.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
     export.add_argument("--format", default="onnx", help="onnx or torchscript (default onnx)")
@@ -248,15 +250,12 @@ def add_share_commands(sub):
     export.add_argument("--calibration-photos", metavar="DIR", help="photos that set the int8 ranges (default: "
                         "256 of the run's train photos)")
     export.set_defaults(func=cmd_export)
-    from petalnet.serving.settings import ServeSettings
-
     serve = sub.add_parser("serve", help="an HTTP API and a web page for a model")
     serve.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
     add_flags(serve, ServeSettings, default_text=None)
-    serve.add_argument("--generate-token", action="store_true", help="write a new random token to --token-file "
-                       "(readable by its owner only) and serve with it")
-    serve.add_argument("--no-auth", action="store_true", help="serve an address other than loopback without a "
-                       "token (anyone who reaches the port can use it)")
+    for switch in ("generate_token", "no_auth"):  # on/off settings without a value: their help from the field
+        serve.add_argument("--" + switch.replace("_", "-"), action="store_true",
+                           help=ServeSettings.__dataclass_fields__[switch].metadata["help"])
     serve.set_defaults(func=cmd_serve)
 
 

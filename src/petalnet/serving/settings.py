@@ -36,9 +36,10 @@ class ServeSettings:
     max_upload_mb: float = setting(10.0, "largest request body in MB (413 above)", above=0)
     token_file: str | None = setting(None, f"file holding the token clients send as 'Authorization: Bearer "
                                      f"TOKEN' (else ${TOKEN_ENV})")
-    generate_token: bool = setting(False, "write a new random token to --token-file (owner-only) and use it",
-                                   flag=False)
-    no_auth: bool = setting(False, "serve a non-loopback address without a token", flag=False)
+    generate_token: bool = setting(False, "write a new random token to --token-file (readable by its owner "
+                                   "only) and serve with it", flag=False)
+    no_auth: bool = setting(False, "serve an address other than loopback without a token (anyone who reaches "
+                            "the port can use it)", flag=False)
     tls_cert: str | None = setting(None, "TLS certificate (PEM): serve https")
     tls_key: str | None = setting(None, "TLS private key (PEM) of --tls-cert")
     root_path: str = setting("", "path prefix a reverse proxy serves this under, e.g. /petalnet")
