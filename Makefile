@@ -33,8 +33,8 @@ demo: $(STAMP)
 	if [ -f $(DEMO_RUN)/last.pt ]; then $(PETALNET) train --out $(DEMO_RUN) --resume; \
 	else $(PETALNET) train --data "$$data" --out $(DEMO_RUN) --recipe $(DEMO_RECIPE); fi; \
 	$(PETALNET) evaluate $(DEMO_RUN) --out $(DEMO_RUN)/eval-val; \
-	$(PY) -c "import json; s = json.load(open('$(DEMO_RUN)/split.json')); \
-	print('\0'.join(s['source'] + '/' + p for p, _ in s['val'][5::28]), end='')" \
+	$(PY) -c "from petalnet.config.run import RunFolder; \
+	print('\0'.join(map(str, RunFolder('$(DEMO_RUN)').read_split().paths('val')[5::28])), end='')" \
 	| xargs -0 $(PETALNET) predict $(DEMO_RUN) --plot $(DEMO_RUN)/predictions.png; \
 	echo; echo "results in $(DEMO_RUN)/:"; \
 	echo "  curves.png                 loss and val accuracy per epoch (metrics.csv: the numbers)"; \

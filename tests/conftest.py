@@ -87,9 +87,9 @@ def stop_after_epoch(monkeypatch, epochs):
 
     save_epoch = petalnet.training.train.save_epoch
 
-    def save_then_stop(run, config, spec, history, *args):
-        save_epoch(run, config, spec, history, *args)
-        if len(history) == epochs:
+    def save_then_stop(run, spec, progress, training):
+        save_epoch(run, spec, progress, training)
+        if len(progress.history) == epochs:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(petalnet.training.train, "save_epoch", save_then_stop)

@@ -7,6 +7,7 @@ import pytest
 
 from petalnet.cli import flag_names
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES, SEED
+from petalnet.config.run import settings_from_saved
 from petalnet.config.train import CACHE_ONLY, TrainConfig, recipe_config, resolve_config, resumed_config
 from petalnet.errors import UserError
 from petalnet.utils.fields import SettingError, to_dict
@@ -104,17 +105,24 @@ OLD_RUN = {"model": "alexnet_half", "epochs": 3, "batch_size": 16, "optimizer": 
            "data": "/photos", "layout": "class folders", "classes": ["a", "b"]}
 
 
+def saved(settings):
+    return settings_from_saved(settings)[0]  # config/run.py reads saved settings, older runs' too
+
+
 def test_a_resumed_old_run_keeps_what_it_trained_with():
     notes = []
-    config = resumed_config(OLD_RUN, {"epochs": 5, "lr": 0.1, "batch_size": 16, "image_size": None}, notes.append)
+    config = resumed_config(saved(OLD_RUN), {"epochs": 5, "lr": 0.1, "batch_size": 16, "image_size": None}, notes.append)
     assert config.epochs == 5 and config.lr == 2e-4 and config.seed == 3 and config.crop_scale == (0.08, 1.0)
     assert config.pipeline == "pil" and config.cache_size == round(96 * 8 / 7)  # what 0.1 trained with
     assert (config.ema_decay, config.auto_augment, config.dropout, config.progressive_eval) == (0.0, "none", 0.5, False)
     assert notes == ["note: --lr is ignored with --resume (the run keeps 0.0002)"]  # batch_size: unchanged
-    current = {**to_dict(resolve_config("fast", {"epochs": 3})), "data": "/photos", "layout": "train/val"}
-    assert resumed_config(current, {}, notes.append) == resolve_config("fast", {"epochs": 3})
+    current = {**to_dict(resolve_config("fast", {"epochs": 3})), "data": "/photos", "layout": "train/val",
+               "classes": ["a", "b"]}
+    assert resumed_config(saved(current), {}, notes.append) == resolve_config("fast", {"epochs": 3})
     with pytest.raises(SettingError, match="epochs must be at least 1"):
-        resumed_config(OLD_RUN, {"epochs": 0}, notes.append)
+        resumed_config(saved(OLD_RUN), {"epochs": 0}, notes.append)
+    with pytest.raises(UserError, match="does not hold a run's settings"):
+        settings_from_saved({k: v for k, v in OLD_RUN.items() if k != "image_size"})
 
 
 def test_init_takes_the_model_and_normalization_of_its_weights_and_replaces_a_recipes_pretrained(trained_run):

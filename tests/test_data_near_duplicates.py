@@ -174,11 +174,11 @@ def test_split_keeps_near_duplicate_groups_on_one_side(tmp_path):
     save(COPIES["grey"](smooth_photo(105)), root / "a" / "grey_q5.jpg")  # filed under another class
     for seed in range(8):
         split = make_split(root, 0.3, seed, progress=False)
-        where = {rel: part for part in ("train", "val") for rel, _ in split[part]}
+        where = {rel: part for part in ("train", "val") for rel, _ in split.part(part)}
         assert len({where[f"a/{name}_p3.jpg"] for name in ("resized", "mirrored", "cropped_corner")}
                    | {where["a/p3.jpg"]}) == 1
         assert where["a/grey_q5.jpg"] == where["b/q5.jpg"] == "train"  # labelled two ways
-        assert split["near_duplicate_groups"] == 2 and split["near_threshold"] == DEFAULT_THRESHOLD
+        assert split.near_duplicate_groups == 2 and split.near_threshold == DEFAULT_THRESHOLD
 
 
 def test_the_split_of_flower_photos_leaves_no_near_duplicate_group_across_train_and_val(flowers):
@@ -187,7 +187,7 @@ def test_the_split_of_flower_photos_leaves_no_near_duplicate_group_across_train_
     groups, _ = photo_groups(digests, looks)
     assert 20 <= len(groups) <= 45  # 30 on 2026-12-02 (docs/near-duplicates.md)
     split = make_split(flowers, 0.1, 0, progress=False)
-    val = {rel for rel, _ in split["val"]}
+    val = {rel for rel, _ in split.val}
     rel = [str(path.relative_to(flowers)) for path in paths]
     assert not [g for g in groups if 0 < sum(rel[i] in val for i in g) < len(g)]
-    assert split["near_duplicate_groups"] == len(groups)
+    assert split.near_duplicate_groups == len(groups)

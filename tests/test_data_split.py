@@ -41,14 +41,14 @@ def test_split_is_stratified_linked_and_deterministic(photos, tmp_path):
 def test_byte_identical_photos_land_on_the_same_side(photos, tmp_path):
     for seed in range(8):
         split = make_split(photos, 0.3, seed, progress=False)
-        where = {rel: part for part in ("train", "val") for rel, _ in split[part]}
+        where = {rel: part for part in ("train", "val") for rel, _ in split.part(part)}
         assert where["a/copy_of_a1.jpg"] == where["a/img_001.jpg"]
         assert where["b/img_000.jpg"] == where["c/same_as_b0.jpg"] == "train"  # labelled two ways
 
 
 def test_another_seed_gives_another_split(photos):
-    one = make_split(photos, 0.2, 0, progress=False)["val"]
-    two = make_split(photos, 0.2, 1, progress=False)["val"]
+    one = make_split(photos, 0.2, 0, progress=False).val
+    two = make_split(photos, 0.2, 1, progress=False).val
     assert one != two and len(one) == len(two)
 
 
@@ -72,10 +72,10 @@ def test_real_flower_photos_split_has_no_leak(flowers):
     split = make_split(flowers, 0.1, 0, progress=False)
     digest = {}
     for part in ("train", "val"):
-        for rel, _ in split[part]:
+        for rel, _ in split.part(part):
             digest[rel] = hashlib.sha256((flowers / rel).read_bytes()).hexdigest()
-    train_digests = {digest[rel] for rel, _ in split["train"]}
-    assert not any(digest[rel] in train_digests for rel, _ in split["val"])
-    counts = {name: sum(1 for _, label in split["val"] if label == i) for i, name in enumerate(split["classes"])}
-    totals = {name: len(list((flowers / name).iterdir())) for name in split["classes"]}
+    train_digests = {digest[rel] for rel, _ in split.train}
+    assert not any(digest[rel] in train_digests for rel, _ in split.val)
+    counts = {name: sum(1 for _, label in split.val if label == i) for i, name in enumerate(split.classes)}
+    totals = {name: len(list((flowers / name).iterdir())) for name in split.classes}
     assert counts == {name: round(n * 0.1) for name, n in totals.items()}

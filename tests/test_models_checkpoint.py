@@ -1,5 +1,7 @@
 """models/checkpoint.py and spec.py: what a checkpoint holds, what loading it gives, what it refuses."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -20,14 +22,15 @@ def test_checkpoints_carry_what_is_needed_to_use_them(trained_run):
     best_epoch = max(metrics(trained_run), key=lambda r: float(r["val_acc"]))["epoch"]
     assert saved["epoch"] == int(best_epoch)
     ckpt = load_checkpoint(trained_run)  # a run folder means its best.pt
-    spec = ckpt["meta"]
+    spec = ckpt.spec
     assert isinstance(spec, InferenceSpec) and spec.classes == tuple(CLASSES) and spec.image_size == 64
     assert spec.to_dict() == saved["meta"]
     model = model_from_checkpoint(ckpt)
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
     last = load_checkpoint(trained_run / "last.pt")
-    assert last["epoch"] == 2 and {"optimizer", "scheduler", "rng", "history", "config"} <= set(last)
-    assert last["optimizer"]["state"]  # Adam moments are saved
+    assert last.epoch == 2 and last.config["recipe"] == "seed" and len(last.state.history) == 2
+    assert last.state.optimizer["state"] and last.state.rng["torch"] is not None  # Adam moments are saved
+    assert ckpt.state is None  # best.pt: the weights and what they need, not how to resume
 
 
 def test_meta_of_older_checkpoints_gets_the_defaults_they_used(tmp_path):
@@ -59,6 +62,6 @@ def test_what_is_not_a_checkpoint_is_one_clear_line(tmp_path, content, message):
 
 def test_weights_of_another_model_do_not_fit(trained_run):
     ckpt = load_checkpoint(trained_run)
-    other = {**ckpt, "meta": InferenceSpec.from_dict({**ckpt["meta"].to_dict(), "classes": ["a", "b", "c"]})}
+    other = dataclasses.replace(ckpt, spec=dataclasses.replace(ckpt.spec, classes=("a", "b", "c")))
     with pytest.raises(UserError, match="weights do not fit model 'alexnet_half' with 3 classes"):
         model_from_checkpoint(other, "other.pt")

@@ -75,7 +75,7 @@ def sprint_run(made_photos, tmp_path_factory):
 def test_a_sprint_run_whitens_for_its_photos_and_evaluate_agrees_with_its_val(sprint_run, tmp_path, capsys):
     config = json.loads((sprint_run / "config.json").read_text())
     assert config["model"] == "resnet9" and config["recipe"] == "sprint" and config["tta_flip"] is True
-    whitening = load_checkpoint(sprint_run / "best.pt")["model"]["stem.0.weight"]
+    whitening = load_checkpoint(sprint_run / "best.pt").weights["stem.0.weight"]
     torch.manual_seed(0)
     assert not torch.equal(whitening, ResNet9(5).stem[0].weight)  # set from the photos, not the default
     best = max(float(r["val_acc"]) for r in metrics(sprint_run))
@@ -92,7 +92,7 @@ def test_a_stopped_sprint_run_resumes_exactly(sprint_run, made_photos, tmp_path,
     assert cli("train", "--out", run, "--resume") == 0
     assert metrics(run) == metrics(sprint_run)
     a, b = load_checkpoint(run / "last.pt"), load_checkpoint(sprint_run / "last.pt")
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
 
 
 def test_a_sprint_run_exports_to_onnx_matching_pytorch(sprint_run, tmp_path, capsys):

@@ -66,7 +66,7 @@ def predicted(capsys, model, photos):
 def test_the_folder_reads_as_a_checkpoint_with_the_tutorials_transform(tutorial):
     for path in (tutorial, tutorial / "AlexNet.pth"):
         ckpt = load_checkpoint(path)
-        spec = ckpt["meta"]
+        spec = ckpt.spec
         assert spec.model == "alexnet_half" and spec.classes == tuple(CLASSES)
         assert spec.image_size == 224 and spec.eval_resize == "squash" and not spec.tta_flip
         assert tuple(spec.mean) == tuple(spec.std) == (0.5, 0.5, 0.5)

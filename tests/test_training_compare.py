@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from conftest import cli, metrics, run_petalnet, shown
-from petalnet.training.runs import METRIC_COLUMNS
+from petalnet.config.run import METRIC_COLUMNS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 OLD_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_seconds", "train_images_per_s"]  # 0.1

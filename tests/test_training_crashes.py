@@ -44,7 +44,7 @@ def check_checkpoints(run, printed_epochs):
             assert torch.load(run / name, weights_only=True)["format"] == "petalnet"
             load_checkpoint(run / name)
     if printed_epochs:
-        assert load_checkpoint(run / "last.pt")["epoch"] >= max(printed_epochs)
+        assert load_checkpoint(run / "last.pt").epoch >= max(printed_epochs)
 
 
 def printed(stdout):
@@ -92,8 +92,8 @@ def test_sigkill_at_random_moments_then_resume_ends_like_an_uninterrupted_run(ma
     assert done.returncode == 0, shown(done)
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     assert learned_metrics(run) == learned_metrics(uninterrupted)
-    assert torch.equal(load_checkpoint(run / "last.pt")["model"]["classifier.6.weight"],
-                       load_checkpoint(uninterrupted / "last.pt")["model"]["classifier.6.weight"])
+    assert torch.equal(load_checkpoint(run / "last.pt").weights["classifier.6.weight"],
+                       load_checkpoint(uninterrupted / "last.pt").weights["classifier.6.weight"])
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(made_photos, tmp_path):
@@ -111,7 +111,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(made_photos, tmp_path):
     assert child.returncode == 130, shown(ended)
     assert "Traceback" not in stderr, shown(ended)
     assert f"petalnet train --out {run} --resume" in stderr, shown(ended)
-    assert load_checkpoint(run / "last.pt")["epoch"] >= 1
+    assert load_checkpoint(run / "last.pt").epoch >= 1
 
 
 @pytest.fixture()
@@ -143,7 +143,7 @@ def test_full_or_read_only_disk_stops_with_one_line_and_keeps_earlier_checkpoint
                "--device", "cpu") == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and os.strerror(code) in err and "holds epoch 1" in err
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1 and load_checkpoint(run / "best.pt")["epoch"] == 1
+    assert load_checkpoint(run / "last.pt").epoch == 1 and load_checkpoint(run / "best.pt").epoch == 1
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
 
 

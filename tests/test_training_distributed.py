@@ -18,7 +18,7 @@ from conftest import SMALL_SIZE, cli, shown
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.devices.distributed import Processes
 from petalnet.training.ranklogs import PeerStopped, RankLog, Terminated, log_path
-from petalnet.training.runs import RUN_FILES
+from petalnet.config.run import RUN_FILES
 
 ENTRY = Path(__file__).with_name("torchrun_entry.py")  # `python -m petalnet`, then the threads left
 
@@ -110,7 +110,7 @@ def test_a_rank_that_dies_is_named_in_one_line_and_the_run_resumes(made_photos, 
     ended.returncode = child.returncode
     ours = [line for line in ended.stderr.splitlines() if line.startswith("petalnet: error:")]
     assert child.returncode != 0 and len(ours) == 1, shown(ended)
-    epoch = load_checkpoint(run / "last.pt")["epoch"]
+    epoch = load_checkpoint(run / "last.pt").epoch
     assert f"rank 1 of 2 (pid {pid}) died of SIGABRT" in ours[0], shown(ended)
     assert f"its log: {log}; last.pt holds epoch {epoch}" in ours[0], shown(ended)
     assert f"-m petalnet train --out {run} --resume" in ours[0], shown(ended)
@@ -201,7 +201,7 @@ def test_a_pretrained_run_with_a_frozen_start_trains_under_torchrun(made_photos,
     assert done.stdout.count("pretrained: ImageNet EfficientNet-Lite0") == 1, shown(done)
     assert len(metric_rows(run)) == 2
     last = load_checkpoint(run / "last.pt")
-    assert last["config"]["head_epochs"] == 1 and last["meta"].model == "efficientnet_lite0"
+    assert last.config["head_epochs"] == 1 and last.spec.model == "efficientnet_lite0"
 
 
 def free_port():
@@ -290,7 +290,7 @@ def test_a_machine_stopped_mid_run_stops_both_with_a_line_and_the_run_resumes(ma
         shown(done[0]) + shown(done[1])
     assert lines[0][0].startswith("petalnet: error: rank 0 of 2 lost contact with another process"), shown(done[0])
     assert lines[1][0].startswith("petalnet: error: rank 1 of 2 stopped: SIGTERM"), shown(done[1])
-    epoch = load_checkpoint(run / "last.pt")["epoch"]
+    epoch = load_checkpoint(run / "last.pt").epoch
     assert f"last.pt holds epoch {epoch}" in lines[0][0]
     resumed = [finished(child) for child in start_machines([[*args, "--resume"] for args in per_machine])]
     assert all(machine.returncode == 0 for machine in resumed), shown(resumed[0]) + shown(resumed[1])

@@ -29,10 +29,10 @@ def test_lever_run_records_sizes_and_the_eval_transform(lever_run):
     assert all(float(r["elapsed_s"]) > 0 for r in rows)
     assert [float(r["elapsed_s"]) for r in rows] == sorted(float(r["elapsed_s"]) for r in rows)
     best = load_checkpoint(lever_run / "best.pt")
-    assert best["meta"].image_size == int(rows[best["epoch"] - 1]["eval_image_size"])  # the size val used
-    assert best["meta"].tta_flip is True
+    assert best.spec.image_size == int(rows[best.epoch - 1]["eval_image_size"])  # the size val used
+    assert best.spec.tta_flip is True
     last = load_checkpoint(lever_run / "last.pt")
-    assert last["meta"].image_size == 96
+    assert last.spec.image_size == 96
     config = json.loads((lever_run / "config.json").read_text())
     assert config["mixup_alpha"] == 0.2 and config["resize_ramp"] == [0.0, 0.6] and config["color_jitter"] == 0.2
     assert config["recipe"] == "best" and config["auto_augment"] == "trivial"  # best's, not given
@@ -53,7 +53,7 @@ def test_resumed_lever_run_equals_the_straight_one(lever_run, made_photos, tmp_p
     undo = stop_after_epoch(monkeypatch, 2)
     assert cli("train", "--data", made_photos, "--out", run, "--epochs", "3", *LEVERS) == 130
     assert f"continue with 'petalnet train --out {run} --resume'" in capsys.readouterr().err
-    assert load_checkpoint(run / "best.pt")["meta"].image_size == 80
+    assert load_checkpoint(run / "best.pt").spec.image_size == 80
     assert cli("evaluate", run, "--json", "--device", "cpu", "--out", tmp_path / "eval") == 0
     best_so_far = max(float(r["val_acc"]) for r in metrics(run))
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(best_so_far, abs=1e-9)
@@ -62,4 +62,4 @@ def test_resumed_lever_run_equals_the_straight_one(lever_run, made_photos, tmp_p
     assert metrics(run) == metrics(lever_run)
     for name in ("best.pt", "last.pt"):
         a, b = load_checkpoint(run / name), load_checkpoint(lever_run / name)
-        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)

@@ -12,7 +12,7 @@ import torch
 
 from conftest import CLASSES, SMALL, SMALL_SIZE, cli, metrics, run_petalnet, shown
 from imagegen import make_flower_folders, truncated_jpeg
-from petalnet.training.runs import METRIC_COLUMNS, RUN_FILES
+from petalnet.config.run import METRIC_COLUMNS, RUN_FILES
 from petalnet.training.train import train
 
 

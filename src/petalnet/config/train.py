@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
 from petalnet.errors import UserError
 from petalnet.models.names import check_model_name
-from petalnet.utils.fields import SettingError, check_fields, from_dict, setting
+from petalnet.utils.fields import SettingError, check_fields, setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine")
@@ -126,7 +126,13 @@ def resolve_config(recipe=None, overrides=None):
         # the init's model and normalization, unless given; its weights replace a recipe's --pretrained
         given = {**init_settings(given["init"]), "pretrained": "none", **given}
     config = dataclasses.replace(base, **given)
-    config = dataclasses.replace(config, **follow_overrides(config, base, given))
+    return checked_config(dataclasses.replace(config, **follow_overrides(config, base, given)))
+
+
+def checked_config(config):
+    """A whole TrainConfig, checked, with the cache size that follows the image size when not set."""
+    if not isinstance(config, TrainConfig):
+        raise UserError(f"config must be a TrainConfig (config/train.py), got {type(config).__name__}")
     if config.cache_size is None:
         config = dataclasses.replace(config, cache_size=round(config.image_size * 8 / 7))
     validate_config(config)
@@ -198,12 +204,9 @@ def _size_problem(model_name, size):
     return smallest_input_error(probe_model(model_name), size)
 
 
-def resumed_config(saved, overrides, log=print):
-    """The config of a run being resumed: the saved one (a plain dict), only RESUMABLE settings overridable."""
-    # Runs of older versions lack newer keys: the seed recipe's values (all off) are what they trained with.
-    old_run = TrainConfig(recipe=saved.get("recipe", "seed"), pipeline="pil",
-                          cache_size=round(saved["image_size"] * 8 / 7))
-    config = from_dict(TrainConfig, saved, defaults=old_run)
+def resumed_config(config, overrides, log=print):
+    """The config of a run being resumed (as config/run.py read it back), only RESUMABLE settings
+    overridable; checked."""
     for key, value in _given(overrides).items():
         if value == getattr(config, key):
             continue

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from petalnet.data.check import check_near_threshold, scan_photos
@@ -22,6 +23,50 @@ from petalnet.data.near_duplicates import DEFAULT_THRESHOLD, photo_groups
 from petalnet.errors import UserError
 from petalnet.utils.fields import check_number
 from petalnet.utils.fileio import fsync_dir, write_json
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which photos of a folder of class folders went to train and which to val (split.json)."""
+    source: str  # the folder, absolute
+    classes: tuple[str, ...]  # label i is classes[i]
+    train: tuple[tuple[str, int], ...]  # (path relative to source, label) per photo
+    val: tuple[tuple[str, int], ...]
+    val_fraction: float
+    seed: int
+    near_threshold: float | None = None  # None: near-duplicates not looked for (and splits before 0.2)
+    near_duplicate_groups: int = 0  # groups kept on one side
+    left_out: tuple[dict, ...] = ()  # {"path", "error"}: unreadable files, not in either part
+
+    def part(self, name):
+        """The (relative path, label) pairs of "train" or "val"."""
+        return {"train": self.train, "val": self.val}[name]
+
+    def labels(self, name):
+        return [label for _, label in self.part(name)]
+
+    def paths(self, name, root=None):
+        """The absolute paths of a part's photos (under `root`, default the source); UserError if some
+        are gone."""
+        return split_paths(self, name, root or self.source)
+
+    def to_dict(self):
+        """split.json's layout, as 0.2.0 wrote it."""
+        return {"source": self.source, "val_fraction": self.val_fraction, "seed": self.seed,
+                "near_threshold": self.near_threshold, "near_duplicate_groups": self.near_duplicate_groups,
+                "classes": list(self.classes), "train": [list(pair) for pair in self.train],
+                "val": [list(pair) for pair in self.val], "left_out": list(self.left_out)}
+
+    @classmethod
+    def from_dict(cls, saved):
+        """From split.json's dict (KeyError/TypeError/ValueError when it is not one)."""
+        def pairs(part):
+            return tuple((str(rel), int(label)) for rel, label in saved[part])
+
+        return cls(source=saved["source"], classes=tuple(saved["classes"]), train=pairs("train"), val=pairs("val"),
+                   val_fraction=saved["val_fraction"], seed=saved["seed"], near_threshold=saved.get("near_threshold"),
+                   near_duplicate_groups=saved.get("near_duplicate_groups", 0),
+                   left_out=tuple(saved.get("left_out", ())))
 
 
 def check_fraction(val_fraction):
@@ -71,7 +116,7 @@ def group_keys(digests, groups):
 
 
 def make_split(root, val_fraction=0.1, seed=0, progress=True, near_threshold=DEFAULT_THRESHOLD):
-    """Scan `root` and return the split record that `data split` writes and `train` keeps."""
+    """Scan `root` and return the Split that `data split` writes and `train` keeps."""
     check_fraction(val_fraction)
     check_near_threshold(near_threshold)
     scan = scan_photos(root, progress=progress, looks=near_threshold is not None)
@@ -86,18 +131,17 @@ def make_split(root, val_fraction=0.1, seed=0, progress=True, near_threshold=DEF
     root = Path(root)
 
     def entries(idx):
-        return [[str(paths[i].relative_to(root)), labels[i]] for i in idx]
+        return tuple((str(paths[i].relative_to(root)), labels[i]) for i in idx)
 
-    return {"source": str(root.resolve()), "val_fraction": val_fraction, "seed": seed,
-            "near_threshold": near_threshold, "near_duplicate_groups": len(groups),
-            "classes": classes, "train": entries(train_idx), "val": entries(val_idx),
-            "left_out": [{"path": str(p.relative_to(root)), "error": why}
-                         for p, why in scan.unreadable.items()]}
+    return Split(source=str(root.resolve()), classes=tuple(classes), train=entries(train_idx), val=entries(val_idx),
+                 val_fraction=val_fraction, seed=seed, near_threshold=near_threshold,
+                 near_duplicate_groups=len(groups),
+                 left_out=tuple({"path": str(p.relative_to(root)), "error": why} for p, why in scan.unreadable.items()))
 
 
 def split_paths(split, part, root):
-    """The absolute paths of a split record's train or val photos; UserError if some are gone."""
-    paths = [Path(root) / rel for rel, _ in split[part]]
+    """The absolute paths of a Split's train or val photos under `root`; UserError if some are gone."""
+    paths = [Path(root) / rel for rel, _ in split.part(part)]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise UserError(f"{len(missing)} {part} photo(s) of the recorded split are missing under {root} "
@@ -106,19 +150,19 @@ def split_paths(split, part, root):
 
 
 def write_split_folders(split, out):
-    """Materialize a split record as out/train/<class>/..., out/val/<class>/... (hard links)."""
+    """Materialize a Split as out/train/<class>/..., out/val/<class>/... (hard links) + out/split.json."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} already exists and is not empty: choose another --out or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    source = Path(split["source"])
+    source = Path(split.source)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         copied = 0
         for part in ("train", "val"):
-            for rel, _label in split[part]:
+            for rel, _label in split.part(part):
                 copied += _link_or_copy(source / rel, tmp / part / rel)
-        write_json(tmp / "split.json", split)
+        write_json(tmp / "split.json", split.to_dict())
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -141,18 +185,18 @@ def _link_or_copy(src, dst):
 
 
 def summarize(split):
-    classes = split["classes"]
+    classes = split.classes
     lines = []
     for part in ("train", "val"):
         counts = [0] * len(classes)
-        for _rel, label in split[part]:
+        for label in split.labels(part):
             counts[label] += 1
         detail = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
-        lines.append(f"{part}: {len(split[part])} photos ({detail})")
-    if split.get("near_duplicate_groups"):
-        lines.append(f"kept {split['near_duplicate_groups']} group(s) of near-duplicates (similarity >= "
-                     f"{split['near_threshold']:g}) on one side each")
-    if split["left_out"]:
-        lines.append(f"left out {len(split['left_out'])} unreadable file(s):")
-        lines += [f"  {r['path']}: {r['error']}" for r in split["left_out"]]
+        lines.append(f"{part}: {len(split.part(part))} photos ({detail})")
+    if split.near_duplicate_groups:
+        lines.append(f"kept {split.near_duplicate_groups} group(s) of near-duplicates (similarity >= "
+                     f"{split.near_threshold:g}) on one side each")
+    if split.left_out:
+        lines.append(f"left out {len(split.left_out)} unreadable file(s):")
+        lines += [f"  {r['path']}: {r['error']}" for r in split.left_out]
     return "\n".join(lines)

@@ -76,17 +76,28 @@ def barrier(processes):
         dist.barrier()
 
 
-def from_rank0(value, processes):
-    """Rank 0's `value` (any picklable object) on every rank. An exception rank 0 got instead is raised on
-    every rank, so that all stop with the same line: what only rank 0 can read (the run folder, which
-    need not be on storage the other machines share) reaches them this way."""
-    if processes.active:
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        value = box[0]
-    if isinstance(value, Exception):
-        raise value
-    return value
+def on_rank0(read, processes):
+    """`read()` run on rank 0, its result (any picklable object) on every rank. An exception it raises is
+    raised on every rank, so that all stop with the same line: what only rank 0 can read (the run folder,
+    which need not be on storage the other machines share) reaches the others this way."""
+    if not processes.active:
+        return read()
+    box = [None]
+    if processes.is_main:
+        try:
+            box[0] = _Result(read(), None)
+        except Exception as err:  # noqa: BLE001 - raised on every rank below, not on rank 0 alone
+            box[0] = _Result(None, err)
+    dist.broadcast_object_list(box, src=0)
+    if box[0].error is not None:
+        raise box[0].error
+    return box[0].value
+
+
+@dataclass(frozen=True)
+class _Result:
+    value: object
+    error: Exception | None
 
 
 def ranks_that_differ(value, processes):

@@ -137,5 +137,9 @@ class Classifier:
 
 def load_classifier(model_path, device="auto"):
     """A Classifier from a run folder (uses best.pt) or a checkpoint file; GPU checkpoints load on CPU."""
-    ckpt = load_checkpoint(model_path)
-    return Classifier(model_from_checkpoint(ckpt, model_path), ckpt["meta"], pick_device(device))
+    return classifier_from_checkpoint(load_checkpoint(model_path), model_path, device)
+
+
+def classifier_from_checkpoint(ckpt, model_path, device="auto"):
+    """A Classifier for a Checkpoint already read (models/checkpoint.py) from `model_path`."""
+    return Classifier(model_from_checkpoint(ckpt, model_path), ckpt.spec, pick_device(device))

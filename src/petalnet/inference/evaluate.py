@@ -46,7 +46,7 @@ def new_folder(base):
 def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, device="auto", workers=0):
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, model)
-    spec = ckpt["meta"]
+    spec = ckpt.spec
     check_number("batch_size", batch_size, at_least=1)
     check_number("workers", workers, at_least=0)
     name, paths, labels = evaluation_photos(ckpt, model, data)

@@ -44,7 +44,7 @@ def export_model(model, fmt, out, check_photos=None, log=print, quantize=None, c
             raise UserError(f"--quantize {quantize} needs --format onnx")
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, model).eval()
-    spec, out = ckpt["meta"], Path(out)
+    spec, out = ckpt.spec, Path(out)
     batch = photo_batch(ckpt, model, check_photos)
     if fmt == "onnx":
         _require("onnx", "onnxscript", "onnxruntime")
@@ -138,14 +138,14 @@ def photo_batch(ckpt, model, folder=None):
     images = []
     for path in paths:
         try:
-            images.append(load_eval_photo(path, ckpt["meta"]))
+            images.append(load_eval_photo(path, ckpt.spec))
         except UnreadableImage:
             continue
         if len(images) == CHECK_PHOTOS:
             break
     if not images:
         raise UserError("no readable photos to check the export against: pass --check-photos DIR")
-    return normalize_batch(torch.stack(images), ckpt["meta"].mean, ckpt["meta"].std)
+    return normalize_batch(torch.stack(images), ckpt.spec.mean, ckpt.spec.std)
 
 
 def run_export(model, fmt, out, check_photos=None, quantize=None, calibration_photos=None):

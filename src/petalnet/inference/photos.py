@@ -4,19 +4,17 @@
     name, paths, labels = evaluation_photos(ckpt, "runs/seed", data="new/")  # class folders or train/val
 """
 
-import json
 import sys
 from pathlib import Path
 
+from petalnet.config.run import RunFolder, saved_facts
 from petalnet.data.check import scan_photos
 from petalnet.data.folders import find_classes, is_split_layout, require_folder
-from petalnet.data.split import split_paths
 from petalnet.errors import UserError
 
 
 def run_folder_of(model_path):
-    model_path = Path(model_path)
-    return model_path if model_path.is_dir() else model_path.parent
+    return RunFolder.of_model(model_path).path
 
 
 def own_val_photos(ckpt, model_path, flag="--data"):
@@ -27,14 +25,13 @@ def own_val_photos(ckpt, model_path, flag="--data"):
 
 def own_photos(ckpt, model_path, part, flag):
     """The `part` ("train" or "val") photos of the run that wrote this checkpoint, as own_val_photos."""
-    run = run_folder_of(model_path)
-    config = ckpt.get("config", {})
-    split_file = run / "split.json"
-    if split_file.is_file():
-        split = json.loads(split_file.read_text())
-        return part, split_paths(split, part, split["source"]), [label for _, label in split[part]]
-    if config.get("layout") == "train/val":
-        return part, *folder_photos(Path(config["data"]) / part, ckpt["meta"].classes)
+    run = RunFolder.of_model(model_path)
+    split = run.read_split()
+    if split is not None:
+        return part, split.paths(part), split.labels(part)
+    facts = saved_facts(ckpt.config)
+    if facts is not None and facts.layout == "train/val":
+        return part, *folder_photos(Path(facts.data) / part, ckpt.spec.classes)
     raise UserError(f"cannot find the {part} photos of {run}: pass {flag} DIR")
 
 
@@ -60,4 +57,4 @@ def evaluation_photos(ckpt, model_path, data):
     root = require_folder(data)
     if is_split_layout(root):
         root = root / "val"
-    return root.name, *folder_photos(root, ckpt["meta"].classes)
+    return root.name, *folder_photos(root, ckpt.spec.classes)

@@ -29,7 +29,7 @@ def calibration_arrays(ckpt, model_path, folder=None, count=CALIBRATION_PHOTOS):
         paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
     else:
         paths = own_photos(ckpt, model_path, "train", flag="--calibration-photos")[1]
-    step, spec, arrays = max(1, len(paths) // count), ckpt["meta"], []
+    step, spec, arrays = max(1, len(paths) // count), ckpt.spec, []
     for path in paths[::step][:count]:
         try:
             arrays.append(eval_array(open_eval_photo(path, spec.image_size, spec.eval_resize), spec))

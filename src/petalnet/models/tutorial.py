@@ -13,10 +13,8 @@ the tutorial's predict.py: Resize((224, 224)) (squash), ToTensor, Normalize((0.5
 import json
 from pathlib import Path
 
-import torch
-
 from petalnet.errors import UserError, one_line
-from petalnet.models.spec import FORMAT, VERSION, InferenceSpec
+from petalnet.models.spec import InferenceSpec
 
 CLASS_FILE = "class_indices.json"
 WEIGHTS_FILE = "AlexNet.pth"
@@ -46,19 +44,13 @@ def read_class_file(path):
     return tuple(indices[k] for k in order)
 
 
-def tutorial_checkpoint(weights, class_file):
-    """A checkpoint dict (models/checkpoint.py's layout) for the tutorial's files."""
-    classes = read_class_file(class_file)
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unreadable file is said in one line)
-        raise UserError(f"cannot read {weights} ({one_line(err, 160)})") from None
+def tutorial_spec(state, classes, weights, class_file):
+    """The InferenceSpec of the tutorial's weights `state` (a state dict) and `classes`; one line when the
+    file is not the tutorial's AlexNet or the class file does not fit it."""
     if not isinstance(state, dict) or HEAD not in state:
         raise UserError(f"{weights} is not the tutorial's AlexNet state dict (no {HEAD})")
     outputs = state[HEAD].shape[0]
     if outputs != len(classes):
         raise UserError(f"{class_file} names {len(classes)} classes but {weights.name} has {outputs} outputs")
-    spec = InferenceSpec(model="alexnet_half", classes=classes, image_size=224, eval_resize="squash",
+    return InferenceSpec(model="alexnet_half", classes=classes, image_size=224, eval_resize="squash",
                          mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    return {"format": FORMAT, "version": VERSION, "meta": spec, "model": state, "epoch": None, "val_acc": None,
-            "config": {"model": "alexnet_half", "recipe": "seed", "source": "the tutorial's train.py"}}

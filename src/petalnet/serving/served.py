@@ -7,9 +7,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from petalnet.config.run import TrainingSummary
 from petalnet.errors import one_line
-from petalnet.inference.classifier import load_classifier
+from petalnet.inference.classifier import classifier_from_checkpoint
 from petalnet.models.checkpoint import load_checkpoint
+from petalnet.utils.fields import to_dict
 from petalnet.serving.batcher import Batcher
 
 SAME = ("classes", "model", "input_size", "eval_resize", "mean", "std")  # what a reload may not change
@@ -30,24 +32,20 @@ class ReloadRefused(Exception):
 
 
 def load(model_path, device):
+    """The checkpoint read once: its classifier and what GET /model says of it."""
     started = time.perf_counter()
-    classifier = load_classifier(model_path, device)
-    info = model_info(model_path, classifier)
+    ckpt = load_checkpoint(model_path)
+    classifier = classifier_from_checkpoint(ckpt, model_path, device)
+    info = model_info(model_path, classifier.spec, TrainingSummary.of(ckpt))
     info["explain"] = explainable(classifier)
     return Loaded(classifier, info, time.perf_counter() - started, time.time())
 
 
-def model_info(model_path, classifier):
+def model_info(model_path, spec, training):
     """What GET /model returns: enough to call the API and to know how good the model is."""
-    ckpt = load_checkpoint(model_path)
-    config = ckpt.get("config", {})
-    spec = classifier.spec
-    return {"classes": classifier.classes, "model": spec.model, "input_size": spec.image_size,
+    return {"classes": list(spec.classes), "model": spec.model, "input_size": spec.image_size,
             "eval_resize": spec.eval_resize, "mean": list(spec.mean), "std": list(spec.std),
-            "checkpoint": str(model_path),
-            "training": {"recipe": config.get("recipe"), "epochs": config.get("epochs"),
-                         "pipeline": config.get("pipeline"), "best_epoch": ckpt.get("epoch"),
-                         "val_acc": ckpt.get("val_acc")}}
+            "checkpoint": str(model_path), "training": to_dict(training)}
 
 
 def explainable(classifier):

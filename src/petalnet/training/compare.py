@@ -10,12 +10,12 @@ asks for a picture (val accuracy against epochs and against wall time), which ne
 without --overwrite. Bad input raises UserError before anything is written.
 """
 
-import csv
 import json
 import statistics
 import sys
 from pathlib import Path
 
+from petalnet.config.run import RunFolder
 from petalnet.errors import UserError
 
 COLUMNS = [("run", "run"), ("recipe", "recipe"), ("model", "model"), ("epochs", "epochs"),
@@ -29,7 +29,7 @@ def run_compare(runs, as_json=False, plot=None, overwrite=False):
         plot = _check_plot_path(plot, overwrite)
     loaded = [read_run(run) for run in runs]
     names = run_names(runs)
-    rows = [summarize(name, config, history) for name, (config, history) in zip(names, loaded)]
+    rows = [summarize(name, summary, history) for name, (summary, history) in zip(names, loaded)]
     print(json.dumps(rows) if as_json else format_table(rows))
     if plot:
         from petalnet.utils.plots import plot_run_comparison
@@ -61,8 +61,8 @@ def run_names(runs):
 
 
 def read_run(run):
-    """(config dict, metrics rows as dicts of floats or None) of a run folder, or UserError naming what is
-    missing."""
+    """((recipe, model) or Nones, metrics rows as dicts of floats or None) of a run folder, or UserError
+    naming what is missing."""
     run = Path(run)
     if not run.exists():
         raise UserError(f"{run} does not exist")
@@ -71,45 +71,30 @@ def read_run(run):
     missing = [name for name in ("config.json", "metrics.csv") if not (run / name).is_file()]
     if missing:
         raise UserError(f"{run} is not a run folder: it has no {' and no '.join(missing)}")
+    folder = RunFolder(run)
     try:
-        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-        with open(run / "metrics.csv", newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            history = [{key: _number(value) for key, value in row.items() if key} for row in reader]
-            columns = reader.fieldnames or []
+        names = folder.read_summary()
+        history, columns = folder.read_metrics()
     except (OSError, UnicodeError, ValueError) as err:
         raise UserError(f"{run} is not a readable run folder: {' '.join(str(err).split())}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{run} is not a run folder: its config.json is not a JSON object")
     if "val_acc" not in columns or "epoch" not in columns:
         raise UserError(f"{run} is not a run folder: its metrics.csv has no epoch and val_acc columns")
-    return config, history
+    return names, history
 
 
-def _number(text):
-    """A metrics.csv cell as a float (None when empty or not a number)."""
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def summarize(name, config, history):
-    """One table row: None wherever the run does not record the value."""
+def summarize(name, names, history):
+    """One table row: None wherever the run does not record the value; `names`: (recipe, model)."""
     scored = [row for row in history if row.get("val_acc") is not None and row.get("epoch") is not None]
     best = max(scored, key=lambda row: row["val_acc"], default=None)  # the first epoch of a tie, as train
     last = history[-1] if history else {}
     epochs = last.get("epoch")
-    return {"run": name, "recipe": _text(config.get("recipe")), "model": _text(config.get("model")),
+    recipe, model = names
+    return {"run": name, "recipe": recipe, "model": model,
             "epochs": int(epochs) if epochs is not None else None,
             "best_val_acc": best["val_acc"] if best else None,
             "best_epoch": int(best["epoch"]) if best else None,
             "wall_s": wall_seconds(history),
             "train_images_per_s": _median([row.get("train_images_per_s") for row in history])}
-
-
-def _text(value):
-    return value if isinstance(value, str) else None
 
 
 def wall_seconds(history):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from petalnet.data.check import scan_photos
 from petalnet.data.folders import find_classes, is_split_layout, require_folder
-from petalnet.data.split import make_split, split_paths
+from petalnet.data.split import Split, make_split
 from petalnet.devices import distributed
 from petalnet.errors import UserError
 
@@ -26,7 +26,7 @@ class TrainData:
     val_labels: list
     layout: str
     left_out: list = field(default_factory=list)  # [{"path", "error"}] unreadable photos
-    split: dict = None  # the split record when petalnet split a folder of class folders
+    split: Split | None = None  # data/split.py's Split when petalnet split a folder of class folders
 
 
 def load_data(root, config, saved_split=None, progress=True):
@@ -35,11 +35,10 @@ def load_data(root, config, saved_split=None, progress=True):
     if is_split_layout(root):
         return _load_split_layout(root, progress)
     split = saved_split or make_split(root, config.val_fraction, config.seed, progress=progress)
-    train_paths, val_paths = split_paths(split, "train", root), split_paths(split, "val", root)
-    return TrainData(classes=split["classes"], train_paths=train_paths, val_paths=val_paths,
-                     train_labels=[label for _, label in split["train"]],
-                     val_labels=[label for _, label in split["val"]],
-                     layout="class folders", left_out=split["left_out"], split=split)
+    return TrainData(classes=list(split.classes), train_paths=split.paths("train", root),
+                     val_paths=split.paths("val", root), train_labels=split.labels("train"),
+                     val_labels=split.labels("val"), layout="class folders", left_out=list(split.left_out),
+                     split=split)
 
 
 def shared_split(root, config, processes, progress=True):
@@ -48,15 +47,13 @@ def shared_split(root, config, processes, progress=True):
     arithmetic differs at a near-duplicate threshold's edge."""
     if not processes.active:
         return None
-    found = None
-    if processes.is_main:
-        try:
-            root = require_folder(root)
-            found = None if is_split_layout(root) else make_split(root, config.val_fraction, config.seed,
-                                                                  progress=progress)
-        except Exception as err:  # noqa: BLE001 - raised on every rank (from_rank0), not on rank 0 alone
-            found = err
-    return distributed.from_rank0(found, processes)
+
+    def split_here():
+        folder = require_folder(root)
+        return None if is_split_layout(folder) else make_split(folder, config.val_fraction, config.seed,
+                                                               progress=progress)
+
+    return distributed.on_rank0(split_here, processes)
 
 
 def _load_split_layout(root, progress):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from petalnet.config.run import RunFolder
 from petalnet.errors import UserError
 from petalnet.errors import one_line
 
@@ -193,13 +194,10 @@ def _how_it_ended(run, rank):
 
 
 def _saved_epoch(run):
-    import torch
+    from petalnet.models.checkpoint import saved_epoch
 
-    try:  # memory-mapped: only the small pickled part is read, not the weights
-        epoch = torch.load(Path(run) / "last.pt", map_location="cpu", weights_only=True, mmap=True)["epoch"]
-    except Exception:  # noqa: BLE001 - no last.pt yet, or unreadable: say so, never fail here
-        return "no finished epoch"
-    return f"epoch {epoch}"
+    epoch = saved_epoch(RunFolder(run).last)
+    return "no finished epoch" if epoch is None else f"epoch {epoch}"
 
 
 def _resume_command(run):

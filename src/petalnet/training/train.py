@@ -7,15 +7,17 @@
 
     from petalnet.training.train import train
     history = train("photos/", "runs/seed", recipe="seed", overrides={"epochs": 3})
+    history = train("photos/", "runs/fast30", config=resolve_config("fast", {"epochs": 30}))
 
 The structure follows torchvision's references/classification: load_data (photos.py), train_one_epoch
-(engine.py), evaluate (inference/scoring.py).
+(engine.py), evaluate (inference/scoring.py). A request goes: train -> _train (the starting point: a new
+run's settings or a resumed run's last.pt, read by rank 0; the photos; the model) -> fit (the epoch
+loop: run_epoch, save_epoch). The run folder's files are written and read by config/run.py alone.
 """
 
-import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -25,40 +27,30 @@ import torch
 from torch import nn
 
 import petalnet
+from petalnet.config.run import Machine, RunFacts, RunFolder, RunRecord, saved_settings, settings_from_saved
 from petalnet.config.sizes import eval_image_size, inference_spec
-from petalnet.config.train import TrainConfig, resolve_config, resumed_config
+from petalnet.config.train import TrainConfig, checked_config, resolve_config, resumed_config
 from petalnet.data.download import default_data_dir
+from petalnet.data.split import Split
 from petalnet.devices import distributed
 from petalnet.devices.select import describe, pick_device
 from petalnet.devices.options import DeviceOptions
 from petalnet.devices.settings import DeviceSettings, device_settings, grad_scaler
 from petalnet.errors import StorageError, UserError, describe_os_error, one_line
 from petalnet.inference.scoring import evaluate_batches
-from petalnet.models.checkpoint import (load_checkpoint, load_starting_point, restore_rng_state, rng_state,
-                                       save_checkpoint, starting_point)
-from petalnet.models.networks import architecture_has_depthwise_convs, build_model, count_parameters, for_inference
-from petalnet.models.names import model_source
-from petalnet.models.weights import find_weights, load_pretrained, read_weights
+from petalnet.models.checkpoint import (Checkpoint, TrainingState, load_checkpoint, restore_rng_state, rng_state,
+                                       save_checkpoint)
+from petalnet.models.networks import architecture_has_depthwise_convs, count_parameters, for_inference
 from petalnet.pipeline.loaders import epoch_seed, make_loaders, memory_budget
 from petalnet.pipeline.sampling import balanced_weights
-from petalnet.training import runs
 from petalnet.training.ema import WeightAverage
 from petalnet.training.engine import Training, fit_to_photos, train_one_epoch
-from petalnet.training.layers import Layers
+from petalnet.training.network import Network, prepare_model, wrap_for_training
 from petalnet.training.optim import build_optimizer, build_scheduler
-from petalnet.training.photos import check_same_photos, load_data, shared_split
+from petalnet.training.photos import TrainData, check_same_photos, load_data, shared_split
 from petalnet.training.ranklogs import RankLog, Terminated
 from petalnet.utils.fields import to_dict
-from petalnet.utils.fileio import write_json
 from petalnet.utils.plots import plot_curves
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What a run found, beside what it was told: kept with the config in config.json and checkpoints."""
-    data: str  # the photos' folder, absolute
-    layout: str  # "class folders" (split by petalnet) or "train/val"
-    classes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -68,6 +60,7 @@ class Request:
     out: str
     recipe: str | None
     overrides: dict  # TrainConfig setting name -> value; None means the recipe's
+    config: TrainConfig | None  # a whole config instead of recipe + overrides
     options: DeviceOptions
     resume: bool
     overwrite: bool
@@ -78,23 +71,56 @@ class Session:
     """This process's part in a run: where it runs and what it may print."""
     processes: distributed.Processes
     device: torch.device
-    settings: DeviceSettings
+    settings: DeviceSettings | None
     progress: bool
     log: Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class StartingPoint:
+    """What rank 0 reads before a run starts, and sends to the other ranks."""
+    config: TrainConfig
+    data: str  # the photos' folder
+    previous: Checkpoint | None  # a resumed run's last.pt (None: the run starts at epoch 1)
+    split: Split | None  # a resumed run's split.json
+
+
+@dataclass
+class Run:
+    """A run ready for its epoch loop."""
+    folder: RunFolder
+    config: TrainConfig
+    facts: RunFacts
+    photos: TrainData
+    network: Network
+    previous: Checkpoint | None  # resumed from this last.pt
+    started: float  # time.perf_counter() when train() was called
+
+
+@dataclass
+class Progress:
+    """The epochs done: what metrics.csv and last.pt record."""
+    history: list = field(default_factory=list)  # one metrics row per epoch (config/run.py's METRIC_COLUMNS)
+    best_acc: float = -1.0
+    best_epoch: int = 0
+
+
 def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", resume=False, overwrite=False,
-          progress=True, log=print, options=None):
+          progress=True, log=print, options=None, config=None):
     """Train a model into the run folder `out`; returns the list of per-epoch metric rows.
 
-    overrides: TrainConfig setting name -> value (None: the recipe's); options: DeviceOptions (how fast to
-    run here). Under torchrun every process calls this; rank 0 alone writes and prints.
+    recipe + overrides (TrainConfig setting name -> value; None: the recipe's), or config: a whole
+    TrainConfig (config/train.py); options: DeviceOptions (how fast to run here). Under torchrun every
+    process calls this; rank 0 alone writes and prints.
     """
+    if config is not None and (recipe is not None or overrides or resume):
+        raise UserError("config= is a whole run's settings: pass it alone, without recipe=, overrides= or "
+                        "resume= (a resumed run keeps its own; overrides={'epochs': N} trains it longer)")
     processes, device = distributed.start(pick_device(device))
     rank_log = RankLog(processes)  # under torchrun: RUN/logs/rank-K.log, once the run folder exists
     log = _also_into(rank_log, log if processes.is_main else None)
     session = Session(processes, device, None, progress and processes.is_main, log)
-    request = Request(data, out, recipe, dict(overrides or {}), options or DeviceOptions(), resume, overwrite)
+    request = Request(data, out, recipe, dict(overrides or {}), config, options or DeviceOptions(), resume, overwrite)
     try:
         return _train(request, session, rank_log)
     except (Exception, Terminated) as err:
@@ -117,164 +143,86 @@ def _also_into(rank_log, log):
 
 
 def _train(request, session, rank_log):
-    started, processes, log, out = time.perf_counter(), session.processes, session.log, request.out
-    found = _read_run_folder(request, log) if processes.is_main else None
-    config, previous, data, saved_split = distributed.from_rank0(found, processes)
+    started, processes, log = time.perf_counter(), session.processes, session.log
+    start = distributed.on_rank0(lambda: starting_point(request, log), processes)
+    config = start.config
     session.settings = device_settings(session.device, config.pipeline, request.options,
                                        depthwise=architecture_has_depthwise_convs(config.model))
     if config.pipeline == "cache":
         memory_budget(config, session.settings)  # a budget below one batch stops the run before it starts
-    saved_split = saved_split or shared_split(data, config, processes, session.progress)
-    photos = load_data(data, config, saved_split, session.progress)
-    if config.class_weights == "balanced":  # a class without train photos stops the run before it starts
+    split = start.split or shared_split(start.data, config, processes, session.progress)
+    photos = load_data(start.data, config, split, session.progress)
+    check_photos(photos, config, start.data, processes)
+    if photos.left_out:
+        log(f"left out {len(photos.left_out)} unreadable file(s):")
+        for row in photos.left_out:
+            log(f"  {row['path']}: {row['error']}")
+    facts = RunFacts(data=str(Path(start.data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
+    network = prepare_model(config, photos.classes, session, fresh=start.previous is None)  # weights checked
+    distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
+    folder = RunFolder(request.out).prepare(request.overwrite) if processes.is_main else RunFolder(request.out)
+    rank_log.open(folder.path, request.resume)
+    log(f"device: {describe(session.device)} x {processes.world} process(es); {len(photos.train_paths)} train / "
+        f"{len(photos.val_paths)} val photos, {len(photos.classes)} classes; run folder {folder}")
+    settings = to_dict(session.settings)
+    log("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k not in ("why", "cache_dir")))
+    if processes.is_main:
+        try:
+            folder.write_record(run_record(config, facts, photos, session), photos.classes, photos.split)
+        except OSError as err:
+            raise StorageError(f"cannot write the run folder {folder}: {describe_os_error(err)}") from None
+    return fit(Run(folder, config, facts, photos, network, start.previous, started), session)
+
+
+def starting_point(request, log):
+    """The settings of a new run, or of the run being resumed with its last.pt and split (rank 0 alone
+    reads the run folder)."""
+    folder, data = RunFolder(request.out), request.data
+    folder.check(request.resume, request.overwrite)
+    previous = load_checkpoint(folder.last) if request.resume and folder.last.is_file() else None
+    if previous:
+        saved, facts = settings_from_saved(previous.config, str(folder.last))
+        config, data = resumed_config(saved, request.overrides, log), data or facts.data
+    elif request.resume:  # stopped before its first epoch ended: start again with the saved settings
+        saved, facts = folder.unfinished_settings()
+        config, data = resumed_config(saved, request.overrides, log), data or facts.data
+        log(f"no finished epoch in {folder} yet: starting it again from epoch 1 with its saved settings")
+    elif request.config is not None:
+        config, data = checked_config(request.config), data or default_data_dir()
+    else:
+        config, data = resolve_config(request.recipe, request.overrides), data or default_data_dir()
+    if data is None:
+        raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
+    return StartingPoint(config, str(data), previous, folder.read_split() if request.resume else None)
+
+
+def check_photos(photos, config, data, processes):
+    """What stops a run before it starts: a class without train photos to weigh (--class-weights balanced),
+    machines that list other photos, fewer photos than processes."""
+    if config.class_weights == "balanced":
         balanced_weights(photos.train_labels, len(photos.classes), photos.classes)
     check_same_photos(photos, data, processes)
     for part, paths in (("train", photos.train_paths), ("val", photos.val_paths)):
         if len(paths) < processes.world:
             raise UserError(f"{len(paths)} {part} photos cannot be shared by {processes.world} processes")
-    if photos.left_out:
-        log(f"left out {len(photos.left_out)} unreadable file(s):")
-        for row in photos.left_out:
-            log(f"  {row['path']}: {row['error']}")
-    facts = RunFacts(data=str(Path(data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
-    built = prepare_model(config, photos.classes, session, fresh=not previous)  # weights checked before
-    distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
-    run = runs.start_run_folder(out, request.overwrite) if processes.is_main else Path(out)
-    rank_log.open(run, request.resume)
-    log(f"device: {describe(session.device)} x {processes.world} process(es); {len(photos.train_paths)} train / "
-        f"{len(photos.val_paths)} val photos, {len(photos.classes)} classes; run folder {run}")
-    settings = to_dict(session.settings)
-    log("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k not in ("why", "cache_dir")))
-    if processes.is_main:
-        try:
-            _write_run_description(run, config, facts, photos, session)
-        except OSError as err:
-            raise StorageError(f"cannot write the run folder {run}: {describe_os_error(err)}") from None
-    return fit(run, config, facts, photos, session, previous, started, built)
 
 
-def _read_run_folder(request, log):
-    """(config, last.pt's contents or None, data folder, saved split or None), or the UserError that stops
-    the run: rank 0 alone reads the run folder, the other processes get this from it (from_rank0)."""
-    try:
-        runs.check_run_folder(request.out, request.resume, request.overwrite)
-        config, previous, data = _config_of(request, log)
-        return config, previous, data, _saved_split(request.out) if request.resume else None
-    except Exception as err:  # noqa: BLE001 - raised on every rank (from_rank0), not on rank 0 alone
-        return err
+def run_record(config, facts, photos, session):
+    """config.json's RunRecord for this run (config/run.py)."""
+    machine = Machine(device=describe(session.device), processes=session.processes.world,
+                      device_settings=to_dict(session.settings), petalnet=petalnet.__version__,
+                      torch=torch.__version__, torchvision=package_version("torchvision"),
+                      python=platform.python_version(),
+                      written=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return RunRecord(config=config, facts=facts, num_train=len(photos.train_paths), num_val=len(photos.val_paths),
+                     left_out=tuple(photos.left_out), machine=machine)
 
 
-def _config_of(request, log):
-    """(config, last.pt's contents or None, data folder) of a new run or of the run being resumed."""
-    last, data, overrides = Path(request.out) / "last.pt", request.data, request.overrides
-    previous = load_checkpoint(last) if request.resume and last.is_file() else None
-    if previous:
-        config, data = resumed_config(previous["config"], overrides, log), data or previous["config"]["data"]
-    elif request.resume:  # stopped before its first epoch ended: start again with the saved settings
-        saved = runs.unfinished_config(request.out)
-        config, data = resumed_config(saved, overrides, log), data or saved["data"]
-        log(f"no finished epoch in {request.out} yet: starting it again from epoch 1 with its saved settings")
-    else:
-        config, data = resolve_config(request.recipe, overrides), data or default_data_dir()
-    if data is None:
-        raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
-    return config, previous, data
-
-
-def _saved_split(out):
-    path = Path(out) / "split.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path} ({one_line(err, 120)}): the run's split is lost") from None
-
-
-def saved_config(config, facts):
-    """The config as config.json and checkpoints keep it: one flat JSON object (0.2.0's format)."""
-    return {**to_dict(config), **to_dict(facts)}
-
-
-def _write_run_description(run, config, facts, photos, session):
-    runs.write_class_indices(run, photos.classes)
-    if photos.split is not None:
-        write_json(run / "split.json", photos.split)
-    saved = saved_config(config, facts)
-    description = {**saved, "num_train": len(photos.train_paths), "num_val": len(photos.val_paths),
-                   "left_out": photos.left_out, "device": describe(session.device),
-                   "processes": session.processes.world, "device_settings": to_dict(session.settings),
-                   "config_keys": sorted(saved), "petalnet": petalnet.__version__, "torch": torch.__version__,
-                   "torchvision": package_version("torchvision"), "python": platform.python_version(),
-                   "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_json(run / "config.json", description)
-
-
-def prepare_model(config, classes, session, fresh=True):
-    """The model on its device in the settings' memory format (the same weights on every rank), with its
-    starting weights (--pretrained, --init) when `fresh` (not resumed), and its Layers (training/layers.py)."""
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, len(classes), config.dropout)
-    layers = Layers.of(model, len(classes))
-    if fresh and (config.init or config.pretrained != "none"):
-        load_starting_weights(model, config, classes, layers, session)
-    if sync_batch_norm(model, config, session):
-        model = convert_sync_batch_norm(model, config.model)
-    model = model.to(session.device)
-    return (model.to(memory_format=torch.channels_last) if session.settings.channels_last else model), layers
-
-
-def load_starting_weights(model, config, classes, layers, session):
-    """--init (all the weights) or --pretrained (all but the head); one process per machine downloads
-    before the others read."""
-    if config.init:
-        state, spec = starting_point(config.init)
-        if spec is not None and tuple(spec.classes) != tuple(classes):
-            raise UserError(f"--init {config.init} was trained on the classes {', '.join(spec.classes)}, not "
-                            f"{', '.join(classes)} (in this order): --pretrained WEIGHTS_FILE trains a new head")
-        load_starting_point(model, state, len(classes), config.init)
-        session.log(f"started from the weights of {config.init}")
-        return
-    weights, processes = find_weights(config.model, config.pretrained), session.processes
-    if processes.local_rank == 0:
-        state = read_weights(weights, session.progress)
-    distributed.barrier(processes)
-    if processes.local_rank != 0:
-        state = read_weights(weights, progress=False)
-    loaded = load_pretrained(model, state, set(layers.head), weights.source)
-    for module in {model.get_submodule(name.rsplit(".", 1)[0]) for name in layers.head}:
-        if isinstance(module, nn.Linear):  # zeros: every class starts equally likely, whatever the features'
-            nn.init.zeros_(module.weight)  # scale (not a conv head followed by a ReLU: it would never learn)
-            nn.init.zeros_(module.bias)
-    session.log(f"pretrained: {weights.source}, {len(loaded)} tensors; new head {', '.join(sorted(layers.head))}")
-
-
-def sync_batch_norm(model, config, session):
-    """SyncBatchNorm under torchrun on CUDA when each process's batch is under 32 photos: BatchNorm's
-    statistics over so few photos are noisy. PyTorch synchronizes BatchNorm on GPUs only."""
-    small = config.batch_size < 32 and session.processes.active and session.device.type == "cuda"
-    return small and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-def convert_sync_batch_norm(model, name):
-    """timm's converter for timm's networks: it keeps the activation timm fuses into its BatchNormAct2d."""
-    if model_source(name) == "timm":
-        from timm.layers import convert_sync_batchnorm
-
-        return convert_sync_batchnorm(model)
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-
-def wrap_for_training(model, device, settings, processes):
-    """What the training step calls: DDP under torchrun, torch.compile with --compile."""
-    if processes.active:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    return torch.compile(model) if settings.compile else model
-
-
-def prepare_training(config, model, layers, session, steps_per_epoch, photos):
+def prepare_training(config, network, session, steps_per_epoch, photos):
     """Optimizer, schedule, loss (weighted per class with --class-weights balanced), scaler and weight
-    average for `model`, as the config and device settings say."""
-    device, settings = session.device, session.settings
-    optimizer = build_optimizer(layers.param_groups(model, config), config, settings.fused_optimizer)
+    average for the network, as the config and device settings say."""
+    device, settings, model = session.device, session.settings, network.model
+    optimizer = build_optimizer(network.layers.param_groups(model, config), config, settings.fused_optimizer)
     weight = None
     if config.class_weights == "balanced":
         weight = balanced_weights(photos.train_labels, len(photos.classes), photos.classes).to(device)
@@ -284,48 +232,47 @@ def prepare_training(config, model, layers, session, steps_per_epoch, photos):
                     ema=WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None)
 
 
-def fit(run, config: TrainConfig, facts: RunFacts, photos, session, previous, started, built):
-    """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always).
-    `built`: prepare_model's (model, layers)."""
-    s, log = session, session.log
-    model, layers = built
-    log(f"model {config.model}: {count_parameters(model):,} parameters; recipe {config.recipe}; "
+def fit(run, session):
+    """The epoch loop: train, validate, checkpoint (best.pt when val accuracy improves, last.pt always)."""
+    s, log, config, layers = session, session.log, run.config, run.network.layers
+    log(f"model {config.model}: {count_parameters(run.network.model):,} parameters; recipe {config.recipe}; "
         f"pipeline {config.pipeline}")
-    loaders = make_loaders(config, photos, s.device, s.settings, s.processes.rank, s.processes.world, s.progress,
-                           log)
-    if not previous and not config.init and config.pretrained == "none":
-        fit_to_photos(model, loaders[0])
-    training = prepare_training(config, model, layers, s, len(loaders[0]), photos)
-    history, best_acc, best_epoch, start = [], -1.0, 0, 1
-    if previous:
-        history, best_acc, best_epoch, start = restore(previous, training)
-        if start > config.epochs:
-            log(f"{run} already finished {previous['epoch']} epochs: pass --epochs N to train longer")
-            return history
-        log(f"resuming at epoch {start}/{config.epochs} (best val_acc {best_acc:.4f} at epoch {best_epoch})")
-    spec = inference_spec(config, facts.classes)
-    eval_model = for_inference(training.ema.model if training.ema else training.model, spec)
-    elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
-    for epoch in range(start, config.epochs + 1):
+    loaders = make_loaders(config, run.photos, s.device, s.settings, s.processes.rank, s.processes.world,
+                           s.progress, log)
+    if not run.previous and not config.init and config.pretrained == "none":
+        fit_to_photos(run.network.model, loaders[0])
+    training = prepare_training(config, run.network, s, len(loaders[0]), run.photos)
+    progress = Progress()
+    if run.previous:
+        progress = restore(run.previous, training)
+        if run.previous.epoch >= config.epochs:
+            log(f"{run.folder} already finished {run.previous.epoch} epochs: pass --epochs N to train longer")
+            return progress.history
+        log(f"resuming at epoch {run.previous.epoch + 1}/{config.epochs} (best val_acc {progress.best_acc:.4f} "
+            f"at epoch {progress.best_epoch})")
+    eval_model = for_inference(training.ema.model if training.ema else training.model,
+                               inference_spec(config, run.facts.classes))
+    elapsed_before = progress.history[-1].get("elapsed_s", 0.0) if progress.history else 0.0
+    for epoch in range(run.previous.epoch + 1 if run.previous else 1, config.epochs + 1):
         if layers.set_trainable(training.model, config, epoch) or training.step_model is None:
             training.step_model = wrap_for_training(training.model, s.device, s.settings, s.processes)
         training.frozen_norms = layers.frozen_norms(training.model, config, epoch)
         row = run_epoch(epoch, config, training, loaders, eval_model, session)
-        row["elapsed_s"] = elapsed_before + time.perf_counter() - started
-        history.append(row)
-        improved = row["val_acc"] > best_acc
+        row["elapsed_s"] = elapsed_before + time.perf_counter() - run.started
+        progress.history.append(row)
+        improved = row["val_acc"] > progress.best_acc
         if improved:
-            best_acc, best_epoch = row["val_acc"], epoch
+            progress.best_acc, progress.best_epoch = row["val_acc"], epoch
         if s.processes.is_main:
             try:
-                save_epoch(run, saved_config(config, facts), inference_spec(config, facts.classes,
-                           row["eval_image_size"]), history, training, best_acc, best_epoch)
+                save_epoch(run, inference_spec(config, run.facts.classes, row["eval_image_size"]), progress,
+                           training)
             except OSError as err:
-                kept = f"{run / 'last.pt'} holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
+                kept = f"{run.folder.last} holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
                 raise StorageError(f"cannot save epoch {epoch}: {describe_os_error(err)}; {kept}") from None
         log(format_epoch(row, config.epochs, improved))
-    log(f"best val_acc {best_acc:.4f} at epoch {best_epoch}; weights in {run / 'best.pt'}")
-    return history
+    log(f"best val_acc {progress.best_acc:.4f} at epoch {progress.best_epoch}; weights in {run.folder.best}")
+    return progress.history
 
 
 def run_epoch(epoch, config, training, loaders, eval_model, session):
@@ -352,38 +299,44 @@ def loader_sizes(train_loader, val_loader, config):
 
 
 def restore(previous, training):
-    """Load last.pt's state; returns (history, best_acc, best_epoch, first epoch to run)."""
+    """Load a last.pt Checkpoint's state into `training`; the Progress it had made."""
+    state = previous.state
     try:
-        training.model.load_state_dict(previous["model"])
-        training.optimizer.load_state_dict(previous["optimizer"])
-        training.scheduler.load_state_dict(previous["scheduler"])
+        if state is None:
+            raise KeyError("optimizer, scheduler, rng, history")
+        training.model.load_state_dict(previous.weights)
+        training.optimizer.load_state_dict(state.optimizer)
+        training.scheduler.load_state_dict(state.scheduler)
         if training.ema is not None:
-            training.ema.load_state_dict(previous["ema"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            training.ema.load_state_dict(state.ema)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
         raise UserError(f"last.pt does not fit this run's model and settings ({one_line(err, 160)})") from None
-    if previous.get("scaler") and training.scaler.is_enabled():
-        training.scaler.load_state_dict(previous["scaler"])
-    restore_rng_state(previous["rng"])
-    return previous["history"], previous["best_acc"], previous["best_epoch"], previous["epoch"] + 1
+    if state.scaler and training.scaler.is_enabled():
+        training.scaler.load_state_dict(state.scaler)
+    restore_rng_state(state.rng)
+    return Progress(history=list(state.history), best_acc=state.best_acc, best_epoch=state.best_epoch)
 
 
-def save_epoch(run, config, spec, history, training, best_acc, best_epoch):
+def save_epoch(run, spec, progress, training):
     """best.pt when this epoch is the best so far, then last.pt, metrics.csv and curves.png.
 
     best.pt's weights are the ones val scored: the averaged ones when the recipe keeps an average.
-    `config` is saved_config's plain dict; `spec` the InferenceSpec at this epoch's val size.
+    `spec` is the InferenceSpec at this epoch's val size.
     """
-    t, row = training, history[-1]
-    weights = {"meta": spec.to_dict(), "epoch": row["epoch"], "val_acc": row["val_acc"], "config": config}
-    if best_epoch == row["epoch"]:
-        save_checkpoint(run / "best.pt", {**weights, "model": (t.ema.model if t.ema else t.model).state_dict()})
-    save_checkpoint(run / "last.pt", {**weights, "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
-                                      "scheduler": t.scheduler.state_dict(), "rng": rng_state(),
-                                      "scaler": t.scaler.state_dict() if t.scaler.is_enabled() else None,
-                                      "ema": t.ema.state_dict() if t.ema else None,
-                                      "history": history, "best_acc": best_acc, "best_epoch": best_epoch})
-    runs.write_metrics(run, history)
-    plot_curves(history, run / "curves.png", title=f"{run.name}: {config['model']}, recipe {config['recipe']}")
+    t, row, folder = training, progress.history[-1], run.folder
+    saved = saved_settings(run.config, run.facts)
+    if progress.best_epoch == row["epoch"]:
+        save_checkpoint(folder.best, Checkpoint(spec=spec, weights=(t.ema.model if t.ema else t.model).state_dict(),
+                                                epoch=row["epoch"], val_acc=row["val_acc"], config=saved))
+    state = TrainingState(optimizer=t.optimizer.state_dict(), scheduler=t.scheduler.state_dict(), rng=rng_state(),
+                          history=progress.history, best_acc=progress.best_acc, best_epoch=progress.best_epoch,
+                          scaler=t.scaler.state_dict() if t.scaler.is_enabled() else None,
+                          ema=t.ema.state_dict() if t.ema else None)
+    save_checkpoint(folder.last, Checkpoint(spec=spec, weights=t.model.state_dict(), epoch=row["epoch"],
+                                            val_acc=row["val_acc"], config=saved, state=state))
+    folder.write_metrics(progress.history)
+    plot_curves(progress.history, folder / "curves.png",
+                title=f"{folder.path.name}: {run.config.model}, recipe {run.config.recipe}")
 
 
 def format_epoch(row, epochs, improved):
