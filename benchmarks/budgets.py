@@ -48,11 +48,12 @@ def train(data, folder, recipe, flags, reuse):
 
 def recipe_config(recipe, epochs, flags=()):
     """The config `train --recipe RECIPE --epochs EPOCHS FLAGS` would run with."""
-    from petalnet.cli import build_parser, flag_names
+    from petalnet.cli import build_parser
     from petalnet.config.train import TrainConfig, resolve_config
+    from petalnet.utils.fields import given
 
     args = build_parser().parse_args(["train", "--out", "x", "--recipe", recipe, "--epochs", str(epochs), *flags])
-    return resolve_config(recipe, {name: getattr(args, name) for name in flag_names(TrainConfig)})
+    return resolve_config(recipe, given(TrainConfig, args))
 
 
 def cost_model(rows, recipe, flags=()):

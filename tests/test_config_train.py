@@ -5,12 +5,11 @@ import dataclasses
 
 import pytest
 
-from petalnet.cli import flag_names
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES, SEED
 from petalnet.config.run import settings_from_saved
 from petalnet.config.train import CACHE_ONLY, TrainConfig, recipe_config, resolve_config, resumed_config
 from petalnet.errors import UserError
-from petalnet.utils.fields import SettingError, to_dict
+from petalnet.utils.fields import SettingError, arguments, to_dict
 
 
 def changed(config, base):
@@ -18,7 +17,7 @@ def changed(config, base):
 
 
 def test_every_recipe_overrides_only_fields_with_a_flag_and_resolves():
-    flags = set(flag_names(TrainConfig))
+    flags = set(arguments(TrainConfig))
     for name, recipe in RECIPES.items():
         assert set(recipe) <= flags, name
         assert not [key for key, value in recipe.items() if isinstance(value, list)], "tuples, as the fields hold"
@@ -111,7 +110,8 @@ def saved(settings):
 
 def test_a_resumed_old_run_keeps_what_it_trained_with():
     notes = []
-    config = resumed_config(saved(OLD_RUN), {"epochs": 5, "lr": 0.1, "batch_size": 16, "image_size": None}, notes.append)
+    overrides = {"epochs": 5, "lr": 0.1, "batch_size": 16, "image_size": None}
+    config = resumed_config(saved(OLD_RUN), overrides, notes.append)
     assert config.epochs == 5 and config.lr == 2e-4 and config.seed == 3 and config.crop_scale == (0.08, 1.0)
     assert config.pipeline == "pil" and config.cache_size == round(96 * 8 / 7)  # what 0.1 trained with
     assert (config.ema_decay, config.auto_augment, config.dropout, config.progressive_eval) == (0.0, "none", 0.5, False)

@@ -28,7 +28,7 @@ import petalnet
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
 from petalnet.data.images import UnreadableImage
-from petalnet.utils.fields import SettingError, add_flags
+from petalnet.utils.fields import SettingError, add_flags, from_args, given
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -80,12 +80,9 @@ def cmd_train(args):
     from petalnet.devices.options import DeviceOptions
     from petalnet.training.train import train
 
-    overrides = {name: getattr(args, name) for name in flag_names(TrainConfig)}
-    asked = {name: getattr(args, name) for name in flag_names(DeviceOptions)}
-    options = DeviceOptions(compile=args.compile, **{k: v for k, v in asked.items() if v is not None})
     try:
-        train(data=args.data, out=args.out, recipe=args.recipe, overrides=overrides, device=args.device,
-              resume=args.resume, overwrite=args.overwrite, options=options)
+        train(data=args.data, out=args.out, recipe=args.recipe, overrides=given(TrainConfig, args), device=args.device,
+              resume=args.resume, overwrite=args.overwrite, options=from_args(DeviceOptions, args))
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every process gets Ctrl-C: rank 0 speaks
             print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
@@ -118,8 +115,7 @@ def cmd_serve(args):
     from petalnet.serving.server import run_server
     from petalnet.serving.settings import ServeSettings
 
-    given = {name: getattr(args, name) for name in flag_names(ServeSettings) if getattr(args, name) is not None}
-    return run_server(args.model, ServeSettings(**given, generate_token=args.generate_token, no_auth=args.no_auth))
+    return run_server(args.model, from_args(ServeSettings, args))
 
 
 def cmd_compare(args):
@@ -186,11 +182,6 @@ def _threshold_or_off(text):
         raise argparse.ArgumentTypeError(f"'{text}' is not a similarity in (0, 1] nor off") from None
 
 
-def flag_names(cls):
-    """The names of a settings dataclass's fields that have a flag (utils/fields.py)."""
-    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("flag")]
-
-
 def add_train_command(sub):
     """The train flags: TrainConfig's fields (what a run learns) and DeviceOptions' (how fast it runs here)."""
     from petalnet.config.train import TrainConfig
@@ -204,7 +195,6 @@ def add_train_command(sub):
     device = train.add_argument_group("how fast it runs on this device (measured defaults, see config.json)")
     device.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     add_flags(device, DeviceOptions, default_text="auto")
-    device.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.set_defaults(func=cmd_train)
@@ -253,9 +243,6 @@ def add_share_commands(sub):
     serve = sub.add_parser("serve", help="an HTTP API and a web page for a model")
     serve.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
     add_flags(serve, ServeSettings, default_text=None)
-    for switch in ("generate_token", "no_auth"):  # on/off settings without a value: their help from the field
-        serve.add_argument("--" + switch.replace("_", "-"), action="store_true",
-                           help=ServeSettings.__dataclass_fields__[switch].metadata["help"])
     serve.set_defaults(func=cmd_serve)
 
 

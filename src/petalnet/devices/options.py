@@ -19,7 +19,7 @@ class DeviceOptions:
                                  choices=SWITCH_CHOICES)
     fused_optimizer: str = setting("auto", "one fused optimizer kernel per step (auto: where torch has one)",
                                    choices=SWITCH_CHOICES)
-    compile: bool = setting(False, "torch.compile the model (slow start)", flag=False)
+    compile: bool = setting(False, "torch.compile the model (slow start)", switch=True)
     workers: int | None = setting(None, "decoding threads (cache pipeline) or processes (pil) (auto: measured "
                                   "for the device)", at_least=0)
     eval_batch_size: int | None = setting(None, "val batch size (auto: 64 CPU, 128 MPS, 512 CUDA)", at_least=1)

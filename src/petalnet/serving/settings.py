@@ -37,9 +37,9 @@ class ServeSettings:
     token_file: str | None = setting(None, f"file holding the token clients send as 'Authorization: Bearer "
                                      f"TOKEN' (else ${TOKEN_ENV})")
     generate_token: bool = setting(False, "write a new random token to --token-file (readable by its owner "
-                                   "only) and serve with it", flag=False)
+                                   "only) and serve with it", switch=True)
     no_auth: bool = setting(False, "serve an address other than loopback without a token (anyone who reaches "
-                            "the port can use it)", flag=False)
+                            "the port can use it)", switch=True)
     tls_cert: str | None = setting(None, "TLS certificate (PEM): serve https")
     tls_key: str | None = setting(None, "TLS private key (PEM) of --tls-cert")
     root_path: str = setting("", "path prefix a reverse proxy serves this under, e.g. /petalnet")

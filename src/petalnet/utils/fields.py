@@ -7,7 +7,11 @@
 
     check_fields(Example(lr=-1.0))   # SettingError: lr must be greater than 0, got -1.0
     add_flags(parser, Example)       # --lr, --optimizer: type, help and choices from the fields
+    from_args(Example, args)         # the parsed command line -> a checked Example (not given: the default)
     from_dict(Example, saved)        # known keys only, lists back to tuples
+
+A field is a flag (--name-with-dashes), a positional argument (`positional="?"`, `"+"` or `1`), a switch
+(`switch=True`: a bool flag without a value, such as --json) or none of these (`flag=False`).
 
 A SettingError names the setting as the Python API spells it (`lr`); the command line prints it as its
 flag (`--lr`). Settings are checked here, in one place, and nowhere else.
@@ -36,12 +40,27 @@ class SettingError(UserError):
         return self.sentence.format("--" + self.setting.replace("_", "-"))
 
 
-def setting(default, help, choices=None, at_least=None, above=None, at_most=None, below=None, flag=True):
-    """A dataclass field with its help text, allowed values or range (None: no bound), and whether the
-    command line has a flag for it."""
+def setting(default, help, choices=None, at_least=None, above=None, at_most=None, below=None, flag=True,
+            positional=None, switch=False, metavar=None):
+    """A dataclass field with its help text, allowed values or range (None: no bound), and how the command
+    line gives it: a flag, a positional argument (`positional`: its nargs, 1 for exactly one), a switch
+    (a bool flag without a value), or nothing (`flag=False`)."""
     bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag,
-                                                        "bounds": {k: v for k, v in bounds.items() if v is not None}})
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "flag": flag, "positional": positional, "switch": switch,
+        "metavar": metavar, "bounds": {k: v for k, v in bounds.items() if v is not None}})
+
+
+def check_setting(cls, name, value):
+    """Check one value against the declaration of field `name` of the settings class `cls` (for an API
+    that takes the value as an argument): the same check, in the same words, as check_fields."""
+    f = cls.__dataclass_fields__[name]
+    _check_type(name, value, typing.get_type_hints(cls)[name])
+    if f.metadata.get("choices") is not None and value is not None:
+        check_choice(name, value, f.metadata["choices"])
+    if f.metadata.get("bounds") and value is not None:
+        for item in value if isinstance(value, tuple) else (value,):
+            _check_bounds(name, item, f.metadata["bounds"])
 
 
 def check_number(name, value, at_least=None, above=None, at_most=None, below=None):
@@ -55,16 +74,9 @@ def check_choice(name, value, choices):
 
 
 def check_fields(obj):
-    """Check every field of a settings dataclass against its declared choices and bounds."""
-    hints = typing.get_type_hints(type(obj))
+    """Check every field of a settings dataclass against its declared type, choices and bounds."""
     for f in dataclasses.fields(obj):
-        value, meta = getattr(obj, f.name), f.metadata
-        _check_type(f.name, value, hints[f.name])
-        if meta.get("choices") is not None and value is not None:
-            check_choice(f.name, value, meta["choices"])
-        if meta.get("bounds") and value is not None:
-            for item in value if isinstance(value, tuple) else (value,):
-                _check_bounds(f.name, item, meta["bounds"])
+        check_setting(type(obj), f.name, getattr(obj, f.name))
 
 
 def _check_type(name, value, hint):
@@ -76,7 +88,10 @@ def _check_type(name, value, hint):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is tuple:
         kinds = typing.get_args(hint)
-        if not (isinstance(value, tuple) and len(value) == len(kinds) and all(map(_is_a, value, kinds))):
+        if len(kinds) == 2 and kinds[1] is Ellipsis:  # tuple[str, ...]: any number of one kind
+            if not (isinstance(value, tuple) and all(_is_a(item, kinds[0]) for item in value)):
+                raise SettingError(name, f"{{}} must be a tuple, got {value!r}")
+        elif not (isinstance(value, tuple) and len(value) == len(kinds) and all(map(_is_a, value, kinds))):
             raise SettingError(name, f"{{}} must be a tuple of {len(kinds)} numbers, got {value!r}")
     elif not _is_a(value, hint):
         kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(hint, hint)
@@ -142,28 +157,58 @@ def on_off(text):
 
 
 def add_flags(parser, cls, default_text="the recipe's"):
-    """One flag per field of `cls` that has one: --name-with-dashes, typed, its help and choices shown,
-    default None (the caller fills what was not given). `default_text` None: each help shows its field's
-    default."""
+    """One argument per field of `cls` that has one: --name-with-dashes (typed, its help and choices shown,
+    default None: the caller fills what was not given), a positional argument, or a switch. `default_text`
+    None: each help shows its field's default."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if not f.metadata.get("flag", False):
+        meta = f.metadata
+        if not (meta.get("flag") or meta.get("positional") or meta.get("switch")):
             continue
         kind, nargs = _flag_type(hints[f.name])
-        choices = f.metadata.get("choices")
-        text = f.metadata["help"] + (f" [{', '.join(map(str, choices))}]" if choices else "")
-        shown = default_text if default_text is not None else _shown(f.default)
-        text += f" (default: {shown})" if shown not in (None, "") else ""
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, nargs=nargs, help=text.replace("%", "%%"))
+        choices = meta.get("choices")
+        text = (meta["help"] + (f" [{', '.join(map(str, choices))}]" if choices else "")).replace("%", "%%")
+        name = "--" + f.name.replace("_", "-")
+        if meta.get("positional"):
+            parser.add_argument(f.name, type=kind, nargs=None if meta["positional"] == 1 else meta["positional"],
+                                metavar=meta.get("metavar"), help=text)
+        elif meta.get("switch"):
+            parser.add_argument(name, action="store_true", default=None, help=text)
+        else:
+            shown = default_text if default_text is not None else _shown(f.default)
+            text += f" (default: {shown})" if shown not in (None, "") else ""
+            parser.add_argument(name, type=kind, nargs=nargs, metavar=meta.get("metavar"), help=text)
+
+
+def arguments(cls):
+    """The names of the fields of `cls` that the command line gives (flags, positionals, switches)."""
+    return [f.name for f in dataclasses.fields(cls)
+            if f.metadata.get("flag") or f.metadata.get("positional") or f.metadata.get("switch")]
+
+
+def given(cls, args):
+    """{name: value} of the arguments of `cls` that the parsed command line `args` holds (not None)."""
+    return {name: _typed(getattr(args, name)) for name in arguments(cls) if getattr(args, name, None) is not None}
+
+
+def from_args(cls, args, **extra):
+    """An instance of `cls` from the parsed command line (a value not given keeps the field's default) and
+    `extra` values; unchecked: the function that takes it checks it (check_fields), for the command line and
+    the Python API alike."""
+    return cls(**{**given(cls, args), **extra})
+
+
+def _typed(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _flag_type(hint):
-    """(argparse type, nargs) for a field's type: int, float, str, bool (on/off), tuple of numbers,
-    Optional of any of these."""
+    """(argparse type, nargs) for a field's type: int, float, str, bool (on/off), a tuple of n numbers or
+    of any number of one kind, Optional of any of these."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in args if a is not type(None))
         args = typing.get_args(hint)
     if typing.get_origin(hint) is tuple:
-        return args[0], len(args)
+        return args[0], "+" if len(args) == 2 and args[1] is Ellipsis else len(args)
     return (on_off if hint is bool else hint), None
