@@ -8,7 +8,7 @@ RandomResizedCrop + horizontal flip:
 
 sample_crop_boxes draws from exactly the distribution of torchvision's RandomResizedCrop.get_params
 (ten tries of area fraction ~ U(scale) and log aspect ~ U(log ratio), then the same center-crop
-fallback), for a batch at once. tests/test_augment.py checks the distributions against torchvision's.
+fallback), for a batch at once. tests/test_pipeline_augment.py checks the distributions against torchvision's.
 
 Two ways to cut and resize, same boxes: "loop" (one antialiased uint8 resize per photo, the fastest on
 CPUs: per photo) and "roi" (torchvision.ops.roi_align, one kernel for the whole batch, for GPUs).
