@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import pytest
 
 from petalnet.errors import UserError
-from petalnet.utils.fields import (SettingError, add_flags, check_choice, check_fields, check_number, from_dict,
-                                   on_off, setting, to_dict)
+from petalnet.utils.fields import (SettingError, add_flags, check_choice, check_fields, check_number, check_setting,
+                                   from_args, from_dict, given, on_off, setting, setting_like, to_dict)
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,46 @@ def test_flags_come_from_the_fields():
     add_flags(parser, Example)
     args = parser.parse_args(["--lr", "0.1", "--crop", "0.2", "0.9", "--flip", "off", "--size", "32"])
     assert (args.lr, args.crop, args.flip, args.size) == (0.1, [0.2, 0.9], False, 32)
-    assert args.epochs is None and args.optimizer is None  # not given: the caller fills them
-    assert not hasattr(args, "hidden")
+    assert not hasattr(args, "epochs") and not hasattr(args, "hidden")  # not given: the field's default
+    assert given(Example, args) == {"lr": 0.1, "crop": (0.2, 0.9), "flip": False, "size": 32}
+    assert from_args(Example, args) == Example(lr=0.1, crop=(0.2, 0.9), flip=False, size=32)
     assert "[adam, sgd]" in parser.format_help()
     with pytest.raises(SystemExit):
         parser.parse_args(["--epochs", "three"])
     with pytest.raises(argparse.ArgumentTypeError, match="expected on or off, got 'yes'"):
         on_off("yes")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command's settings: positional arguments, a switch, a flag that may say None, a shared field."""
+    model: str = setting(None, "the model", positional=1)
+    paths: tuple[str, ...] = setting((), "photos", positional="+", metavar="PATH")
+    json: bool = setting(False, "print JSON", switch=True)
+    limit: float | None = setting(0.9, "a limit or off", above=0, at_most=1,
+                                  parse=lambda text: None if text == "off" else float(text))
+    out: str = setting(None, "where to write", required=True)
+    rate: float = setting_like(Example, "lr", help="a rate like lr")
+
+
+def test_positionals_switches_and_flags_that_give_none():
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Command, default_text=None)
+    args = parser.parse_args(["m.pt", "a.jpg", "b.jpg", "--json", "--limit", "off", "--out", "x"])
+    assert from_args(Command, args) == Command(model="m.pt", paths=("a.jpg", "b.jpg"), json=True, limit=None, out="x")
+    plain = from_args(Command, parser.parse_args(["m.pt", "a.jpg", "--out", "x"]))
+    assert (plain.json, plain.limit, plain.rate) == (False, 0.9, 2e-4)  # the fields' defaults
+    with pytest.raises(SystemExit):
+        parser.parse_args(["m.pt", "a.jpg"])  # --out is required
+    text = parser.format_help()
+    assert "(default: 0.9)" in text and "PATH [PATH ...]" in text
+    with pytest.raises(SettingError, match=r"^rate must be greater than 0, got 0$"):  # lr's bound, declared once
+        check_fields(Command(model="m", paths=("a",), out="x", rate=0))
+    with pytest.raises(SettingError, match=r"^limit must be in \(0, 1\], got 2$"):
+        check_setting(Command, "limit", 2)
+    check_setting(Command, "limit", None)
+    with pytest.raises(SettingError, match="paths must be a tuple"):
+        check_fields(Command(model="m", paths="a.jpg", out="x"))
 
 
 def test_plain_json_and_back():

@@ -39,40 +39,24 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def cmd_data_get(args):
-    from petalnet.data.download import get_dataset
+    from petalnet.data.download import run_get
+    from petalnet.data.settings import GetSettings
 
-    path = get_dataset(args.source, args.dest)
-    print(f"dataset: {path}")
-    print(f"use it with: petalnet train --data {path} --out runs/seed   (or export PETALNET_DATA={path})")
+    return run_get(from_args(GetSettings, args))
 
 
 def cmd_data_check(args):
-    from petalnet.data.check import check_dataset, check_near_threshold, draw_near_pairs, format_report
-    from petalnet.utils.plots import picture_format
+    from petalnet.data.check import run_check
+    from petalnet.data.settings import CheckSettings
 
-    check_near_threshold(args.near_threshold)  # bad settings are said before every photo is read
-    if args.pairs_picture:
-        picture_format(args.pairs_picture)  # a suffix it cannot draw: said before reading every photo
-    report = check_dataset(_data_dir(args.dir), near_threshold=args.near_threshold)
-    print(json.dumps(report) if args.json else format_report(report))
-    if args.pairs_picture:
-        shown = draw_near_pairs(report, args.pairs_picture)
-        said = (f"near-duplicate pairs: {args.pairs_picture} ({shown} shown)" if shown
-                else f"no near-duplicate pairs: {args.pairs_picture} not written")
-        print(said, file=sys.stderr if args.json else sys.stdout)
-    return 1 if report["unreadable"] else 0
+    return run_check(from_args(CheckSettings, args))
 
 
 def cmd_data_split(args):
-    from petalnet.data.check import check_near_threshold
-    from petalnet.data.split import make_split, summarize, write_split_folders
+    from petalnet.data.settings import SplitSettings
+    from petalnet.data.split import run_split
 
-    check_near_threshold(args.near_threshold)
-    split = make_split(_data_dir(args.src), args.val_fraction, args.seed, near_threshold=args.near_threshold)
-    copied = write_split_folders(split, args.out)
-    print(summarize(split))
-    how = f"copied {copied} file(s) where hard links failed" if copied else "hard links, no copies"
-    print(f"wrote {args.out}/train and {args.out}/val ({how})")
+    return run_split(from_args(SplitSettings, args))
 
 
 def cmd_train(args):
@@ -119,9 +103,9 @@ def cmd_serve(args):
 
 
 def cmd_compare(args):
-    from petalnet.training.compare import run_compare
+    from petalnet.training.compare import CompareSettings, run_compare
 
-    return run_compare(args.runs, as_json=args.json, plot=args.plot, overwrite=args.overwrite)
+    return run_compare(from_args(CompareSettings, args))
 
 
 def cmd_models(args):
@@ -131,55 +115,18 @@ def cmd_models(args):
     print(json.dumps([dataclasses.asdict(r) for r in rows]) if args.json else format_table(rows))
 
 
-def _data_dir(path):
-    from petalnet.data.download import default_data_dir
-
-    path = path or default_data_dir()
-    if path is None:
-        raise UserError("no dataset: pass a folder, set $PETALNET_DATA, or run 'petalnet data get'")
-    return path
-
-
 def add_data_commands(sub):
+    from petalnet.data.settings import CheckSettings, GetSettings, SplitSettings
+
     data = sub.add_parser("data", help="get, check and split photos")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
-    get = data_sub.add_parser("get", help="download (or unpack) flower_photos and check it")
-    get.add_argument("--source", help="URL or local .tgz (default: the official archive)")
-    get.add_argument("--dest", help="folder to put it in (default: $PETALNET_HOME or ~/.cache/petalnet)")
-    get.set_defaults(func=cmd_data_get)
-    check = data_sub.add_parser("check", help="count photos, find unreadable files and duplicates")
-    check.add_argument("dir", nargs="?", help="folder of class folders or train/val (default: $PETALNET_DATA)")
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-    add_near_threshold(check)
-    check.add_argument("--pairs-picture", metavar="FILE", help="draw the near-duplicate pairs found (.png, .jpg, "
-                       ".pdf, .svg), the least similar first")
-    check.set_defaults(func=cmd_data_check)
-    split = data_sub.add_parser("split", help="write a train/val layout of hard links")
-    split.add_argument("src", nargs="?", help="folder of class folders (default: $PETALNET_DATA)")
-    split.add_argument("--out", required=True, help="new folder for train/ and val/")
-    split.add_argument("--val-fraction", type=float, default=0.1)
-    split.add_argument("--seed", type=int, default=0)
-    add_near_threshold(split)
-    split.set_defaults(func=cmd_data_split)
-
-
-def add_near_threshold(parser):
-    from petalnet.data.near_duplicates import DEFAULT_THRESHOLD
-
-    parser.add_argument("--near-threshold", type=_threshold_or_off, default=DEFAULT_THRESHOLD, metavar="T",
-                        help="photos this similar (0-1] are near-duplicates: resized, recompressed, cropped by a few "
-                        f"percent, flipped or grey copies score ~0.95-1 (default: {DEFAULT_THRESHOLD}); off: do not "
-                        "look for them (byte-identical copies only)")
-
-
-def _threshold_or_off(text):
-    """A number (its bounds: data/check.py's check_near_threshold) or None for "off"."""
-    if text == "off":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a similarity in (0, 1] nor off") from None
+    commands = [("get", GetSettings, cmd_data_get, "download (or unpack) flower_photos and check it"),
+                ("check", CheckSettings, cmd_data_check, "count photos, find unreadable files and duplicates"),
+                ("split", SplitSettings, cmd_data_split, "write a train/val layout of hard links")]
+    for name, settings, function, text in commands:
+        command = data_sub.add_parser(name, help=text)
+        add_flags(command, settings, default_text=None)
+        command.set_defaults(func=function)
 
 
 def add_train_command(sub):
@@ -247,12 +194,10 @@ def add_share_commands(sub):
 
 
 def add_compare_command(sub):
+    from petalnet.training.compare import CompareSettings
+
     compare = sub.add_parser("compare", help="runs side by side: best val accuracy, epochs, wall time, speed")
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders (each with config.json and metrics.csv)")
-    compare.add_argument("--json", action="store_true", help="print the rows as JSON")
-    compare.add_argument("--plot", metavar="OUT.png",
-                         help="save val accuracy against epochs and wall time here (default: no picture)")
-    compare.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    add_flags(compare, CompareSettings, default_text=None)
     compare.set_defaults(func=cmd_compare)
 
 

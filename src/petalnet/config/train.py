@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
 from petalnet.errors import UserError
 from petalnet.models.names import check_model_name
-from petalnet.utils.fields import SettingError, check_fields, setting
+from petalnet.data.settings import SplitSettings
+from petalnet.utils.fields import SettingError, check_fields, setting, setting_like
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine")
@@ -85,8 +86,8 @@ class TrainConfig:
     tta_flip: bool = setting(False, "evaluate and predict on each photo and its mirror: on or off")
     mean: tuple[float, float, float] = setting((0.5, 0.5, 0.5), "normalization mean, R G B")
     std: tuple[float, float, float] = setting((0.5, 0.5, 0.5), "normalization std, R G B", above=0)
-    val_fraction: float = setting(0.1, "fraction of each class held out for val (folder of class folders only)",
-                                  above=0, below=1)
+    val_fraction: float = setting_like(SplitSettings, "val_fraction", help="fraction of each class held out for "
+                                       "val (folder of class folders only)")
     # Imbalanced classes (pipeline/sampling.py): neither is on in any recipe.
     class_weights: str = setting("none", "loss weight per class: none, or balanced (photos / (classes x the "
                                  "class's photos): a small class's mistakes cost more)", choices=CLASS_WEIGHTS)

@@ -10,17 +10,21 @@ decoded (to find truncated or mislabelled files) and fingerprinted for near-dupl
 
 import hashlib
 import io
+import json
+import sys
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from petalnet.data.download import data_folder
 from petalnet.data.folders import find_classes, is_split_layout, require_folder, scan_class_folder
 from petalnet.data.images import UnreadableImage, open_rgb
 from petalnet.data.near_duplicates import DEFAULT_THRESHOLD, fingerprint, photo_groups
+from petalnet.data.settings import CheckSettings
 from petalnet.utils.cores import cpu_count
-from petalnet.utils.fields import check_number
+from petalnet.utils.fields import check_fields, check_setting
 from petalnet.utils.progress import progress_bar
 
 IMBALANCE_WARNING = 3.0  # largest class / smallest above this: `data check` warns
@@ -93,9 +97,8 @@ def duplicate_groups(paths, digests, root, depth=1):
 
 
 def check_near_threshold(threshold):
-    """A similarity in (0, 1], or None: no near-duplicate search."""
-    if threshold is not None:
-        check_number("near_threshold", threshold, above=0, at_most=1)
+    """A similarity in (0, 1], or None: no near-duplicate search (data/settings.py declares its bounds)."""
+    check_setting(CheckSettings, "near_threshold", threshold)
 
 
 def near_duplicate_report(paths, digests, looks, root, threshold, depth=1):
@@ -224,3 +227,21 @@ def _balance_lines(report):
                      "accuracy hides the small classes; consider train --class-weights balanced or --sampler "
                      "balanced, and read evaluate's per-class recall")
     return lines
+
+
+def run_check(settings):
+    """`petalnet data check`: print the report (text or JSON), draw the near-duplicate pairs when asked;
+    returns the exit code (1 when some photos are unreadable). Bad settings are said before any photo is read."""
+    from petalnet.utils.plots import picture_format  # matplotlib only when a picture is asked for
+
+    check_fields(settings)
+    if settings.pairs_picture:
+        picture_format(settings.pairs_picture)  # a suffix it cannot draw: said before reading every photo
+    report = check_dataset(data_folder(settings.dir), near_threshold=settings.near_threshold)
+    print(json.dumps(report) if settings.json else format_report(report))
+    if settings.pairs_picture:
+        shown = draw_near_pairs(report, settings.pairs_picture)
+        said = (f"near-duplicate pairs: {settings.pairs_picture} ({shown} shown)" if shown
+                else f"no near-duplicate pairs: {settings.pairs_picture} not written")
+        print(said, file=sys.stderr if settings.json else sys.stdout)
+    return 1 if report["unreadable"] else 0

@@ -41,6 +41,21 @@ def default_data_dir():
     return fetched if fetched.is_dir() else None
 
 
+def data_folder(path=None):
+    """`path`, else the dataset commands use when none is given (default_data_dir); one line when neither."""
+    path = path or default_data_dir()
+    if path is None:
+        raise UserError("no dataset: pass a folder, set $PETALNET_DATA, or run 'petalnet data get'")
+    return path
+
+
+def run_get(settings):
+    """`petalnet data get`: the dataset in place and checked; says where and how to use it."""
+    path = get_dataset(settings.source, settings.dest)
+    print(f"dataset: {path}")
+    print(f"use it with: petalnet train --data {path} --out runs/seed   (or export PETALNET_DATA={path})")
+
+
 def get_dataset(source=None, dest=None, spec=FLOWER_PHOTOS, log=print):
     """Make sure `<dest>/<name>/` holds the checked dataset; return its path."""
     dest = Path(dest) if dest else petalnet_home()

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from petalnet.data.check import check_near_threshold, scan_photos
+from petalnet.data.download import data_folder
 from petalnet.data.near_duplicates import DEFAULT_THRESHOLD, photo_groups
 from petalnet.errors import UserError
-from petalnet.utils.fields import check_number
+from petalnet.data.settings import SplitSettings
+from petalnet.utils.fields import check_fields, check_setting
 from petalnet.utils.fileio import fsync_dir, write_json
 
 
@@ -70,7 +72,7 @@ class Split:
 
 
 def check_fraction(val_fraction):
-    check_number("val_fraction", val_fraction, above=0, below=1)
+    check_setting(SplitSettings, "val_fraction", val_fraction)
 
 
 def split_indices(labels, digests, num_classes, val_fraction, seed):
@@ -200,3 +202,14 @@ def summarize(split):
         lines.append(f"left out {len(split.left_out)} unreadable file(s):")
         lines += [f"  {r['path']}: {r['error']}" for r in split.left_out]
     return "\n".join(lines)
+
+
+def run_split(settings):
+    """`petalnet data split`: split, write the train/val layout, say what went where."""
+    check_fields(settings)
+    split = make_split(data_folder(settings.src), settings.val_fraction, settings.seed,
+                       near_threshold=settings.near_threshold)
+    copied = write_split_folders(split, settings.out)
+    print(summarize(split))
+    how = f"copied {copied} file(s) where hard links failed" if copied else "hard links, no copies"
+    print(f"wrote {settings.out}/train and {settings.out}/val ({how})")

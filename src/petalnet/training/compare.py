@@ -13,24 +13,40 @@ without --overwrite. Bad input raises UserError before anything is written.
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from petalnet.config.run import RunFolder
 from petalnet.errors import UserError
+from petalnet.utils.fields import check_fields, setting
 
 COLUMNS = [("run", "run"), ("recipe", "recipe"), ("model", "model"), ("epochs", "epochs"),
            ("best_val_acc", "best val_acc"), ("best_epoch", "best epoch"), ("wall_s", "wall time"),
            ("train_images_per_s", "train photos/s")]
 
 
-def run_compare(runs, as_json=False, plot=None, overwrite=False):
-    """Print the table (or JSON) for the run folders `runs`; save the curves to `plot` when given."""
-    if plot:
-        plot = _check_plot_path(plot, overwrite)
-    loaded = [read_run(run) for run in runs]
-    names = run_names(runs)
+@dataclass(frozen=True)
+class CompareSettings:
+    """`petalnet compare`'s settings (its flags come from these fields)."""
+    runs: tuple[str, ...] = setting((), "run folders (each with config.json and metrics.csv)", positional="+",
+                                    metavar="RUN")
+    json: bool = setting(False, "print the rows as JSON", switch=True)
+    plot: str | None = setting(None, "save val accuracy against epochs and wall time here (default: no picture)",
+                               metavar="OUT.png")
+    overwrite: bool = setting(False, "replace an existing --plot file", switch=True)
+
+
+def run_compare(settings):
+    """Print the table (or JSON) for the run folders of CompareSettings; save the curves to its plot when
+    given. Returns the exit code (0)."""
+    check_fields(settings)
+    if not settings.runs:
+        raise UserError("compare needs at least one run folder")
+    plot = _check_plot_path(settings.plot, settings.overwrite) if settings.plot else None
+    loaded = [read_run(run) for run in settings.runs]
+    names = run_names(settings.runs)
     rows = [summarize(name, summary, history) for name, (summary, history) in zip(names, loaded)]
-    print(json.dumps(rows) if as_json else format_table(rows))
+    print(json.dumps(rows) if settings.json else format_table(rows))
     if plot:
         from petalnet.utils.plots import plot_run_comparison
 

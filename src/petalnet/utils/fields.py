@@ -41,14 +41,30 @@ class SettingError(UserError):
 
 
 def setting(default, help, choices=None, at_least=None, above=None, at_most=None, below=None, flag=True,
-            positional=None, switch=False, metavar=None):
+            positional=None, switch=False, metavar=None, parse=None, required=False):
     """A dataclass field with its help text, allowed values or range (None: no bound), and how the command
-    line gives it: a flag, a positional argument (`positional`: its nargs, 1 for exactly one), a switch
-    (a bool flag without a value), or nothing (`flag=False`)."""
+    line gives it: a flag (`parse`: the function that reads its text, default its type's; `required`: the
+    command needs it), a positional argument (`positional`: its nargs, 1 for exactly one), a switch (a bool
+    flag without a value), or nothing (`flag=False`)."""
     bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": choices, "flag": flag, "positional": positional, "switch": switch,
-        "metavar": metavar, "bounds": {k: v for k, v in bounds.items() if v is not None}})
+        "metavar": metavar, "parse": parse, "required": required,
+        "bounds": {k: v for k, v in bounds.items() if v is not None}})
+
+
+def setting_like(cls, name, **changes):
+    """A field declared as `cls`'s field `name` is (default, help, bounds, ...), with `changes`: one
+    setting shared by two settings classes is declared once."""
+    f = cls.__dataclass_fields__[name]
+    meta = {**f.metadata, "bounds": dict(f.metadata["bounds"])}
+    default = changes.pop("default", f.default)
+    for key, value in changes.items():
+        if key in ("at_least", "above", "at_most", "below"):
+            meta["bounds"][key] = value
+        else:
+            meta[key] = value
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def check_setting(cls, name, value):
@@ -166,6 +182,7 @@ def add_flags(parser, cls, default_text="the recipe's"):
         if not (meta.get("flag") or meta.get("positional") or meta.get("switch")):
             continue
         kind, nargs = _flag_type(hints[f.name])
+        kind = meta.get("parse") or kind
         choices = meta.get("choices")
         text = (meta["help"] + (f" [{', '.join(map(str, choices))}]" if choices else "")).replace("%", "%%")
         name = "--" + f.name.replace("_", "-")
@@ -173,11 +190,12 @@ def add_flags(parser, cls, default_text="the recipe's"):
             parser.add_argument(f.name, type=kind, nargs=None if meta["positional"] == 1 else meta["positional"],
                                 metavar=meta.get("metavar"), help=text)
         elif meta.get("switch"):
-            parser.add_argument(name, action="store_true", default=None, help=text)
-        else:
+            parser.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=text)
+        else:  # absent from the parsed namespace unless given: a flag may give None (--near-threshold off)
             shown = default_text if default_text is not None else _shown(f.default)
             text += f" (default: {shown})" if shown not in (None, "") else ""
-            parser.add_argument(name, type=kind, nargs=nargs, metavar=meta.get("metavar"), help=text)
+            parser.add_argument(name, type=kind, nargs=nargs, metavar=meta.get("metavar"), help=text,
+                                required=bool(meta.get("required")), default=argparse.SUPPRESS)
 
 
 def arguments(cls):
@@ -187,8 +205,11 @@ def arguments(cls):
 
 
 def given(cls, args):
-    """{name: value} of the arguments of `cls` that the parsed command line `args` holds (not None)."""
-    return {name: _typed(getattr(args, name)) for name in arguments(cls) if getattr(args, name, None) is not None}
+    """{name: value} of the arguments of `cls` that the parsed command line `args` holds: the flags and
+    switches given, the positional arguments not left out."""
+    positional = {f.name for f in dataclasses.fields(cls) if f.metadata.get("positional")}
+    return {name: _typed(getattr(args, name)) for name in arguments(cls)
+            if hasattr(args, name) and (name not in positional or getattr(args, name) is not None)}
 
 
 def from_args(cls, args, **extra):
