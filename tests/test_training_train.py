@@ -1,6 +1,7 @@
 """`petalnet train` (training/train.py, runs.py, photos.py): the run folder, resume, reproducibility,
 refusals."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -12,7 +13,9 @@ import torch
 
 from conftest import CLASSES, SMALL, SMALL_SIZE, cli, metrics, run_petalnet, shown
 from imagegen import make_flower_folders, truncated_jpeg
-from petalnet.config.run import METRIC_COLUMNS, RUN_FILES
+from petalnet.config.run import METRIC_COLUMNS, RUN_FILES, RunFolder
+from petalnet.config.train import TrainConfig
+from petalnet.errors import UserError
 from petalnet.training.train import train
 
 
@@ -42,8 +45,11 @@ def test_split_record_matches_the_split_command(trained_run):
 
 
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(trained_run, made_photos, tmp_path):
-    run = tmp_path / "resumed"
-    assert cli("train", "--data", made_photos, "--out", run, "--epochs", "1", *SMALL) == 0
+    """The first epoch again through the Python API, with the TrainConfig the CLI run recorded; then resumed
+    through the CLI to the second: the same metrics and weights as the run that was never stopped."""
+    run, config = tmp_path / "resumed", RunFolder(trained_run).read_record().config
+    train(made_photos, run, config=dataclasses.replace(config, epochs=1), device="cpu", progress=False,
+          log=lambda line: None)
     assert metrics(run) == metrics(trained_run)[:1]  # a second run with the same seed
     assert cli("train", "--out", run, "--resume", "--epochs", "2", "--device", "cpu") == 0
     assert metrics(run) == metrics(trained_run)
@@ -70,6 +76,11 @@ def test_python_api_trains_with_typed_overrides_and_options(made_photos, tmp_pat
     assert config["batch_size"] == 45 and config["crop_scale"] == [0.5, 1.0]
     assert config["device_settings"]["workers"] == 1 and config["device_settings"]["why"]["workers"] == "--workers"
     assert config["device_settings"]["eval_batch_size"] == 4 and config["device_settings"]["channels_last"] is False
+    with pytest.raises(UserError, match="config= is a whole run's settings"):  # before anything is read
+        train(made_photos, tmp_path / "both", recipe="seed", config=TrainConfig(), device="cpu")
+    with pytest.raises(UserError, match="config must be a TrainConfig"):
+        train(made_photos, tmp_path / "dict", config={"epochs": 1}, device="cpu", log=lambda line: None)
+    assert not (tmp_path / "both").exists() and not (tmp_path / "dict").exists()
 
 
 def test_existing_run_is_never_clobbered(trained_run, made_photos, capsys):
