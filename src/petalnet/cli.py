@@ -26,7 +26,6 @@ import sys
 
 import petalnet
 from petalnet.errors import StorageError, UserError, describe_os_error
-from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
 from petalnet.data.images import UnreadableImage
 from petalnet.utils.fields import SettingError, add_flags, from_args, given
 
@@ -60,13 +59,13 @@ def cmd_data_split(args):
 
 
 def cmd_train(args):
-    from petalnet.config.train import TrainConfig
+    from petalnet.config.train import TrainConfig, TrainRequest
     from petalnet.devices.options import DeviceOptions
     from petalnet.training.train import train
 
     try:
-        train(data=args.data, out=args.out, recipe=args.recipe, overrides=given(TrainConfig, args), device=args.device,
-              resume=args.resume, overwrite=args.overwrite, options=from_args(DeviceOptions, args))
+        train(**dataclasses.asdict(from_args(TrainRequest, args)), overrides=given(TrainConfig, args),
+              options=from_args(DeviceOptions, args))
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every process gets Ctrl-C: rank 0 speaks
             print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
@@ -130,20 +129,17 @@ def add_data_commands(sub):
 
 
 def add_train_command(sub):
-    """The train flags: TrainConfig's fields (what a run learns) and DeviceOptions' (how fast it runs here)."""
-    from petalnet.config.train import TrainConfig
+    """The train flags: TrainRequest's fields, TrainConfig's (what a run learns) and DeviceOptions' (how fast
+    it runs here)."""
+    from petalnet.config.train import TrainConfig, TrainRequest
     from petalnet.devices.options import DeviceOptions
 
     train = sub.add_parser("train", help="train a model into a run folder")
-    train.add_argument("--data", help="class folders or train/val layout (default: $PETALNET_DATA)")
-    train.add_argument("--out", required=True, help="run folder")
-    train.add_argument("--recipe", help=f"one of {', '.join(RECIPES)} (default {DEFAULT_RECIPE})")
+    add_flags(train, TrainRequest, default_text=None, only=("data", "out", "recipe", "resume", "overwrite"))
     add_flags(train.add_argument_group("what the run learns (a recipe's values)"), TrainConfig)
     device = train.add_argument_group("how fast it runs on this device (measured defaults, see config.json)")
-    device.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_flags(device, TrainRequest, default_text=None, only=("device",))
     add_flags(device, DeviceOptions, default_text="auto")
-    train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.set_defaults(func=cmd_train)
 
 

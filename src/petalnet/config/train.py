@@ -17,6 +17,7 @@ from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
 from petalnet.errors import UserError
 from petalnet.models.names import check_model_name
 from petalnet.data.settings import SplitSettings
+from petalnet.devices.options import device_setting
 from petalnet.utils.fields import SettingError, check_fields, setting, setting_like
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -102,6 +103,18 @@ class TrainConfig:
                                      "(default image size * 8/7)", at_least=16)
     recipe: str = setting("seed", "the recipe these values started from", choices=tuple(RECIPES),
                           flag=False)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """`petalnet train`'s arguments beside what the run learns (TrainConfig) and how fast it runs here
+    (devices/options.py's DeviceOptions): the photos, the run folder, the recipe, the device, new or resumed."""
+    data: str | None = setting(None, "class folders or train/val layout (default: $PETALNET_DATA)")
+    out: str = setting(None, "run folder", required=True)
+    recipe: str | None = setting(None, f"one of {', '.join(RECIPES)} (default: {DEFAULT_RECIPE})")
+    device: str = device_setting()
+    resume: bool = setting(False, "continue from RUN/last.pt", switch=True)
+    overwrite: bool = setting(False, "replace an existing run", switch=True)
 
 
 # Settings beyond the tutorial's augmentation: the pil pipeline has none of them.

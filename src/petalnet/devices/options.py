@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from petalnet.utils.fields import setting
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+
+
+def device_setting():
+    """The --device field of every command that runs a model (train, predict, evaluate, serve)."""
+    return setting("auto", "where to run: auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:N or mps")
 SWITCH_CHOICES = ("auto", "on", "off")
 
 

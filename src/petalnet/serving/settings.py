@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from petalnet.errors import UserError
+from petalnet.devices.options import device_setting
 from petalnet.utils.fields import check_fields, setting
 
 TOKEN_ENV = "PETALNET_TOKEN"
@@ -32,7 +33,7 @@ class ServeSettings:
     host: str = setting("127.0.0.1", "address to bind (127.0.0.1: this machine only; any other needs a token)")
     port: int = setting(8000, "port", at_least=1, at_most=65535)
     workers: int = setting(1, "server processes", at_least=1)
-    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+    device: str = device_setting()
     max_upload_mb: float = setting(10.0, "largest request body in MB (413 above)", above=0)
     token_file: str | None = setting(None, f"file holding the token clients send as 'Authorization: Bearer "
                                      f"TOKEN' (else ${TOKEN_ENV})")

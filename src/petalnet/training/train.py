@@ -29,7 +29,7 @@ from torch import nn
 import petalnet
 from petalnet.config.run import Machine, RunFacts, RunFolder, RunRecord, saved_settings, settings_from_saved
 from petalnet.config.sizes import eval_image_size, inference_spec
-from petalnet.config.train import TrainConfig, checked_config, resolve_config, resumed_config
+from petalnet.config.train import TrainConfig, TrainRequest, checked_config, resolve_config, resumed_config
 from petalnet.data.download import default_data_dir
 from petalnet.data.split import Split
 from petalnet.devices import distributed
@@ -49,21 +49,17 @@ from petalnet.training.network import Network, prepare_model, wrap_for_training
 from petalnet.training.optim import build_optimizer, build_scheduler
 from petalnet.training.photos import TrainData, check_same_photos, load_data, shared_split
 from petalnet.training.ranklogs import RankLog, Terminated
-from petalnet.utils.fields import to_dict
+from petalnet.utils.fields import check_fields, to_dict
 from petalnet.utils.plots import plot_curves
 
 
 @dataclass(frozen=True)
 class Request:
     """What the caller of train() asked for."""
-    data: str | None  # None: the resumed run's, else $PETALNET_DATA
-    out: str
-    recipe: str | None
+    asked: TrainRequest  # the photos (None: the resumed run's, else $PETALNET_DATA), run folder, recipe, ...
     overrides: dict  # TrainConfig setting name -> value; None means the recipe's
     config: TrainConfig | None  # a whole config instead of recipe + overrides
     options: DeviceOptions
-    resume: bool
-    overwrite: bool
 
 
 @dataclass
@@ -116,11 +112,14 @@ def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto"
     if config is not None and (recipe is not None or overrides or resume):
         raise UserError("config= is a whole run's settings: pass it alone, without recipe=, overrides= or "
                         "resume= (a resumed run keeps its own; overrides={'epochs': N} trains it longer)")
-    processes, device = distributed.start(pick_device(device))
+    asked = TrainRequest(data=None if data is None else str(data), out=str(out), recipe=recipe, device=device,
+                         resume=resume, overwrite=overwrite)
+    check_fields(asked)
+    processes, device = distributed.start(pick_device(asked.device))
     rank_log = RankLog(processes)  # under torchrun: RUN/logs/rank-K.log, once the run folder exists
     log = _also_into(rank_log, log if processes.is_main else None)
     session = Session(processes, device, None, progress and processes.is_main, log)
-    request = Request(data, out, recipe, dict(overrides or {}), config, options or DeviceOptions(), resume, overwrite)
+    request = Request(asked, dict(overrides or {}), config, options or DeviceOptions())
     try:
         return _train(request, session, rank_log)
     except (Exception, Terminated) as err:
@@ -160,8 +159,9 @@ def _train(request, session, rank_log):
     facts = RunFacts(data=str(Path(start.data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
     network = prepare_model(config, photos.classes, session, fresh=start.previous is None)  # weights checked
     distributed.barrier(processes)  # every rank has checked everything before rank 0 writes
-    folder = RunFolder(request.out).prepare(request.overwrite) if processes.is_main else RunFolder(request.out)
-    rank_log.open(folder.path, request.resume)
+    asked = request.asked
+    folder = RunFolder(asked.out).prepare(asked.overwrite) if processes.is_main else RunFolder(asked.out)
+    rank_log.open(folder.path, asked.resume)
     log(f"device: {describe(session.device)} x {processes.world} process(es); {len(photos.train_paths)} train / "
         f"{len(photos.val_paths)} val photos, {len(photos.classes)} classes; run folder {folder}")
     settings = to_dict(session.settings)
@@ -177,23 +177,24 @@ def _train(request, session, rank_log):
 def starting_point(request, log):
     """The settings of a new run, or of the run being resumed with its last.pt and split (rank 0 alone
     reads the run folder)."""
-    folder, data = RunFolder(request.out), request.data
-    folder.check(request.resume, request.overwrite)
-    previous = load_checkpoint(folder.last) if request.resume and folder.last.is_file() else None
+    asked = request.asked
+    folder, data = RunFolder(asked.out), asked.data
+    folder.check(asked.resume, asked.overwrite)
+    previous = load_checkpoint(folder.last) if asked.resume and folder.last.is_file() else None
     if previous:
         saved, facts = settings_from_saved(previous.config, str(folder.last))
         config, data = resumed_config(saved, request.overrides, log), data or facts.data
-    elif request.resume:  # stopped before its first epoch ended: start again with the saved settings
+    elif asked.resume:  # stopped before its first epoch ended: start again with the saved settings
         saved, facts = folder.unfinished_settings()
         config, data = resumed_config(saved, request.overrides, log), data or facts.data
         log(f"no finished epoch in {folder} yet: starting it again from epoch 1 with its saved settings")
     elif request.config is not None:
         config, data = checked_config(request.config), data or default_data_dir()
     else:
-        config, data = resolve_config(request.recipe, request.overrides), data or default_data_dir()
+        config, data = resolve_config(asked.recipe, request.overrides), data or default_data_dir()
     if data is None:
         raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
-    return StartingPoint(config, str(data), previous, folder.read_split() if request.resume else None)
+    return StartingPoint(config, str(data), previous, folder.read_split() if asked.resume else None)
 
 
 def check_photos(photos, config, data, processes):

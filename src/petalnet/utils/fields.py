@@ -172,14 +172,14 @@ def on_off(text):
     return text == "on"
 
 
-def add_flags(parser, cls, default_text="the recipe's"):
-    """One argument per field of `cls` that has one: --name-with-dashes (typed, its help and choices shown,
-    default None: the caller fills what was not given), a positional argument, or a switch. `default_text`
-    None: each help shows its field's default."""
+def add_flags(parser, cls, default_text="the recipe's", only=None):
+    """One argument per field of `cls` that has one (of the names in `only`, when given): --name-with-dashes
+    (typed, its help and choices shown; absent from the parsed namespace unless given), a positional
+    argument, or a switch. `default_text` None: each help shows its field's default."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        if not (meta.get("flag") or meta.get("positional") or meta.get("switch")):
+        if not (meta.get("flag") or meta.get("positional") or meta.get("switch")) or (only and f.name not in only):
             continue
         kind, nargs = _flag_type(hints[f.name])
         kind = meta.get("parse") or kind
