@@ -41,9 +41,9 @@ def build_layout(data, out, small, keep):
     split = make_split(data, 0.1, 0, progress=False)
     counts = {}
     for part in ("train", "val"):
-        rows = split[part]
-        for name in split["classes"]:
-            paths = [rel for rel, label in rows if split["classes"][label] == name]
+        rows = split.part(part)
+        for name in split.classes:
+            paths = [rel for rel, label in rows if split.classes[label] == name]
             if part == "train" and name == small:
                 paths = paths[:max(1, round(len(paths) * keep))]
             folder = out / part / name
