@@ -9,7 +9,6 @@ Validation inside `train` and this command are the same code: scoring.evaluate_b
 """
 
 import csv
-import functools
 import json
 from pathlib import Path
 
@@ -26,8 +25,8 @@ from petalnet.inference.photos import evaluation_photos, run_folder_of
 from petalnet.inference.scoring import evaluate_batches
 from petalnet.inference.table import cell
 from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
-from petalnet.pipeline.dataset import PhotoDataset
-from petalnet.pipeline.preprocess import NormalizedBatches, eval_tensor
+from petalnet.pipeline.dataset import eval_dataset
+from petalnet.pipeline.preprocess import NormalizedBatches
 from petalnet.utils.fields import check_number
 from petalnet.utils.fileio import atomic_path, write_json
 
@@ -54,8 +53,7 @@ def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, devic
         raise UserError("no photos to evaluate")
     device = pick_device(device)
     settings = device_settings(device, options=DeviceOptions(workers=workers))
-    photos = PhotoDataset(paths, labels, functools.partial(eval_tensor, size=spec.image_size,
-                                                           resize=spec.eval_resize))
+    photos = eval_dataset(paths, labels, spec.image_size, spec.eval_resize)  # as train's val decodes them
     loader = DataLoader(photos, batch_size=batch_size, num_workers=workers,
                         pin_memory=device.type == "cuda")
     net = net.to(device)
