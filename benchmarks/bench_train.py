@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from petalnet.pipeline.cache import decoded_photos
-from petalnet.models.checkpoint import save_checkpoint
+from petalnet.models.checkpoint import Checkpoint, save_checkpoint
 from petalnet.inference.classifier import Classifier
 from petalnet.devices.select import describe, pick_device
 from petalnet.training.engine import Training, train_one_epoch
@@ -159,7 +159,7 @@ def cold_start_seconds(meta, photo):
     """Wall time of `python -m petalnet predict CKPT PHOTO` in a new process (CPU), best of 3."""
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "model.pt"
-        save_checkpoint(checkpoint, {"meta": meta.to_dict(), "model": build_model("alexnet_half", 5).state_dict()})
+        save_checkpoint(checkpoint, Checkpoint(spec=meta, weights=build_model("alexnet_half", 5).state_dict()))
         times = []
         for _ in range(3):
             started = time.perf_counter()
