@@ -33,6 +33,7 @@ from torch import nn
 from petalnet.pipeline.cache import decoded_photos
 from petalnet.models.checkpoint import Checkpoint, save_checkpoint
 from petalnet.inference.classifier import Classifier
+from petalnet.inference.torch_backend import TorchBackend
 from petalnet.devices.select import describe, pick_device
 from petalnet.training.engine import Training, train_one_epoch
 from petalnet.data.folders import find_classes
@@ -142,11 +143,12 @@ def measure_inference(args, device, photos):
     seed = TrainConfig()
     meta = InferenceSpec(model=seed.model, classes=("daisy", "dandelion", "roses", "sunflowers", "tulips"),
                          image_size=seed.image_size, eval_resize=seed.eval_resize, mean=seed.mean, std=seed.std)
-    classifier = Classifier(fresh_model(device, None), meta, device)
+    backend = TorchBackend(fresh_model(device, None), meta, device)
+    classifier = Classifier(backend)
     batch, paths = 64, photos[0]
     runs = {"model": [], "predict": []}
     for _ in range(args.rounds):
-        runs["model"].append(model_only_inference(classifier.model, device, classifier.settings, batch,
+        runs["model"].append(model_only_inference(backend.model, device, backend.settings, batch,
                                                   max(1, len(paths) // batch)))
         started = time.perf_counter()
         count = sum(1 for _ in classifier.iter_predict(paths, batch_size=batch))

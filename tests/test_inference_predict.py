@@ -115,6 +115,39 @@ def test_python_api_returns_the_records_of_predict_json(trained_run, mixed_folde
         clf.predict(str(path), topk=0)
 
 
+def test_predict_and_evaluate_leave_trainings_process_settings_alone(trained_run, mixed_folder, tmp_path, monkeypatch,
+                                                                     capsys):
+    """No allocator tuning (mallopt) and no memory probe: inference_settings, not device_settings."""
+    import petalnet.devices.settings as settings_module
+
+    def touched(*args):
+        raise AssertionError("inference touched training's process-wide settings")
+
+    for name in ("keep_large_allocations_in_heap", "available_memory"):
+        monkeypatch.setattr(settings_module, name, touched)
+    folder, variants = mixed_folder
+    assert load_classifier(trained_run, device="cpu").predict(variants["upright.jpg"])[0]["top"]
+    assert cli("evaluate", trained_run, "--out", tmp_path / "eval", "--device", "cpu", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10
+
+
+def test_a_folder_link_back_up_is_not_followed_again(trained_run, made_photos, tmp_path, capsys):
+    """Issue 31: daisy/deeper/up -> .. was followed ~40 levels deep, one photo classified 40 times."""
+    inbox = tmp_path / "inbox"
+    (inbox / "daisy" / "deeper").mkdir(parents=True)
+    (inbox / ".cache").mkdir()
+    photo = sorted((made_photos / "daisy").iterdir())[0].read_bytes()
+    for path in (inbox / "daisy" / "a.jpg", inbox / "daisy" / "deeper" / "b.jpg", inbox / ".cache" / "c.jpg"):
+        path.write_bytes(photo)
+    (inbox / "daisy" / "deeper" / "up").symlink_to("..", target_is_directory=True)
+    assert cli("predict", trained_run, inbox, "--json") == 0
+    captured = capsys.readouterr()
+    assert [r["path"] for r in json_lines(captured.out)] == [str(inbox / "daisy" / "a.jpg"),
+                                                             str(inbox / "daisy" / "deeper" / "b.jpg")]
+    assert f"skipped 1 folder link(s) to a folder already listed (no photo twice): {inbox}/daisy/deeper/up" \
+        in captured.err
+
+
 def as_cuda_checkpoint(src, dst):
     """Rewrite a CPU checkpoint so its tensors say they were saved on cuda:0 (as a GPU run's are)."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:

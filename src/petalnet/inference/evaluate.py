@@ -5,7 +5,8 @@ calibration, the confusion matrix, the most confident mistakes and every photo's
     petalnet evaluate runs/seed --data photos/         # class folders, or a train/val layout (its val/)
     petalnet evaluate runs/seed/best.pt --data new/ --json --out eval-new
 
-Validation inside `train` and this command are the same code: scoring.evaluate_batches.
+Validation inside `train` and this command are the same code: scoring.evaluate_batches. The model runs as
+predict's does (torch_backend.py: inference_settings, no training settings).
 """
 
 import csv
@@ -16,15 +17,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from petalnet.data.images import UnreadableImage, open_rgb
-from petalnet.devices.options import DeviceOptions
-from petalnet.devices.select import pick_device
-from petalnet.devices.settings import device_settings
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.inference.metrics import classification_report, format_report, probability_report
 from petalnet.inference.photos import evaluation_photos, run_folder_of
 from petalnet.inference.scoring import evaluate_batches
 from petalnet.inference.table import cell
-from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
+from petalnet.inference.torch_backend import TorchBackend
+from petalnet.models.checkpoint import load_checkpoint
 from petalnet.pipeline.dataset import eval_dataset
 from petalnet.pipeline.preprocess import NormalizedBatches
 from petalnet.utils.fields import check_number
@@ -44,23 +43,17 @@ def new_folder(base):
 
 def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, device="auto", workers=0):
     ckpt = load_checkpoint(model)
-    net = model_from_checkpoint(ckpt, model)
-    spec = ckpt.spec
+    backend = TorchBackend.from_checkpoint(ckpt, model, device)
+    spec, device = ckpt.spec, backend.device
     check_number("batch_size", batch_size, at_least=1)
     check_number("workers", workers, at_least=0)
     name, paths, labels = evaluation_photos(ckpt, model, data)
     if not paths:
         raise UserError("no photos to evaluate")
-    device = pick_device(device)
-    settings = device_settings(device, options=DeviceOptions(workers=workers))
     photos = eval_dataset(paths, labels, spec.image_size, spec.eval_resize)  # as train's val decodes them
-    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers,
-                        pin_memory=device.type == "cuda")
-    net = net.to(device)
-    if settings.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    result = evaluate_batches(net, NormalizedBatches(loader, spec.mean, spec.std, device, settings.channels_last),
-                              device, settings=settings)
+    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    batches = NormalizedBatches(loader, spec.mean, spec.std, device, backend.settings.channels_last)
+    result = evaluate_batches(backend.model, batches, device, settings=backend.settings)
     report = {**classification_report(result.targets, result.predictions, spec.classes),
               **probability_report(result.targets, result.probs)}
     out = Path(out) if out else new_folder(run_folder_of(model) / f"eval-{name}")

@@ -23,7 +23,8 @@ from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
 from petalnet.pipeline.preprocess import load_eval_photo, normalize_batch
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.utils.fileio import atomic_path, write_json
-from petalnet.data.images import UnreadableImage, is_image_name
+from petalnet.data.folders import list_photos
+from petalnet.data.images import UnreadableImage
 from petalnet.inference.onnx import sidecar_path
 from petalnet.inference.photos import own_val_photos
 from petalnet.inference.quantize import AGREEMENT, agreement, calibration_arrays, quantize_int8
@@ -132,7 +133,7 @@ def _exported_logits(path, fmt, batch):
 def photo_batch(ckpt, model, folder=None):
     """Up to CHECK_PHOTOS real photos through the eval transform, normalized (fp32, NCHW)."""
     if folder is not None:
-        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
+        paths = list_photos([folder])
     else:
         paths = own_val_photos(ckpt, model, flag="--check-photos")[1]
     images = []

@@ -8,36 +8,24 @@
     petalnet predict runs/seed photos/ --csv predictions.csv   # one row per photo (inference/table.py)
     petalnet predict runs/seed inbox/ --sort-into sorted/ --min-prob 0.6   # links (inference/sorting.py)
 
-Folders are searched recursively for image files; every path named on the command line gets a line.
+Folders are searched recursively for image files (data/folders.py's list_photos: hidden files and folders
+skipped, each real folder once); every path named on the command line gets a line.
 Exit code 0 when every image was classified, 1 when some could not be read.
 """
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
+from petalnet.data.folders import list_photos
 from petalnet.errors import StorageError, UserError
+from petalnet.inference.classifier import load_classifier
 from petalnet.utils.fields import check_number
-from petalnet.data.images import is_image_name
 from petalnet.inference.sorting import PhotoSorter
 from petalnet.inference.table import PredictionCsv
 
 PLOT_LIMIT = 36  # photos in a --plot grid
-
-
-def gather_inputs(paths):
-    """Files as given, folders expanded to their image files (recursive, sorted, hidden ones skipped)."""
-    inputs = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                inputs += [Path(dirpath) / f for f in sorted(filenames) if is_image_name(f)]
-        else:
-            inputs.append(path)
-    return inputs
 
 
 def format_record(record):
@@ -58,10 +46,8 @@ def run_predict(model, paths, topk=3, as_json=False, plot=None, device="auto", b
         picture_format(plot)
     table = PredictionCsv(csv, overwrite) if csv else None
     sorter = _photo_sorter(sort_into, min_prob, paths)
-    classifier = open_model(model, device)
+    classifier = load_classifier(model, device)
     inputs = gather_inputs(paths)
-    if not inputs:
-        raise UserError(f"no image files in {', '.join(map(str, paths))}")
     if explain:
         explain = _explain_folder(explain, classifier)
     failed, tiles, outputs = 0, [], [out for out in (table, sorter) if out]
@@ -91,6 +77,19 @@ def run_predict(model, paths, topk=3, as_json=False, plot=None, device="auto", b
     return 1 if failed else 0
 
 
+def gather_inputs(paths):
+    """data/folders.py's list_photos, with one line on stderr for the folder links it did not follow again;
+    UserError when there is nothing to classify."""
+    skipped = []
+    inputs = list_photos(paths, skipped)
+    if skipped:
+        print(f"skipped {len(skipped)} folder link(s) to a folder already listed (no photo twice): "
+              + ", ".join(map(str, skipped[:3])) + (", ..." if len(skipped) > 3 else ""), file=sys.stderr)
+    if not inputs:
+        raise UserError(f"no image files in {', '.join(map(str, paths))}")
+    return inputs
+
+
 def _photo_sorter(folder, min_prob, paths):
     """A PhotoSorter for --sort-into (checked, nothing written yet), or None."""
     if folder is None:
@@ -100,23 +99,8 @@ def _photo_sorter(folder, min_prob, paths):
     return PhotoSorter(folder, 0.0 if min_prob is None else min_prob, [p for p in paths if Path(p).is_dir()])
 
 
-def open_model(model, device):
-    """A Classifier for a checkpoint or run folder; an OnnxClassifier (no torch) for an .onnx file."""
-    if str(model).endswith(".onnx"):
-        from petalnet.inference.onnx import load_onnx_classifier
-
-        return load_onnx_classifier(model)
-    from petalnet.inference.classifier import load_classifier
-
-    return load_classifier(model, device)
-
-
 def _explain_folder(folder, classifier):
-    if not hasattr(classifier, "explain"):
-        raise UserError("--explain needs a PyTorch checkpoint or run folder, not an .onnx file")
-    from petalnet.inference.explain import last_conv
-
-    last_conv(classifier.model)  # a transformer: one line now, before any photo is read
+    classifier.check_explain()  # an .onnx file, a transformer: one line now, before any photo is read
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
