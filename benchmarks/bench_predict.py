@@ -25,6 +25,7 @@ from petalnet.data.folders import list_photos
 from petalnet.inference.classifier import load_classifier
 from petalnet.inference.export import export_model
 from petalnet.inference.photos import own_val_photos
+from petalnet.inference.settings import ExportSettings
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.utils.cores import cpu_count
 
@@ -84,7 +85,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         for name, quantize in (("ONNX Runtime", None), ("ONNX Runtime int8", "int8")):
             onnx_path = Path(folder) / f"model-{quantize or 'fp32'}.onnx"
-            export_model(args.model, "onnx", onnx_path, log=lambda line: None, quantize=quantize)
+            export_model(ExportSettings(model=args.model, out=onnx_path, quantize=quantize), log=lambda line: None)
             onnx_clf = load_classifier(onnx_path)
             rows.append(measure_classifier(name, onnx_clf, paths, args.batch_size))
             accuracy.append(accuracy_row(name, onnx_clf, onnx_path, args.model))

@@ -22,8 +22,9 @@ from PIL import Image
 from petalnet.data.images import UnreadableImage, small_copy
 from petalnet.inference.decoding import decode_ahead
 from petalnet.inference.probabilities import softmax, top_classes
+from petalnet.inference.settings import PredictSettings
 from petalnet.pipeline.preprocess import open_eval_photo
-from petalnet.utils.fields import check_number
+from petalnet.utils.fields import check_setting
 
 THUMBNAIL = 512  # pixels, longest side of the images kept for pictures (--plot, --explain, serve's page)
 
@@ -63,9 +64,8 @@ class Classifier:
     def iter_predict(self, inputs, topk=3, batch_size=64, workers=0, thumbnails=False, explain=False):
         """Yield a Prediction per input, in order, batch by batch (heat maps too with explain=True). The next
         batch is decoded in `workers` threads (0: as many as the backend wants) while this one is scored."""
-        check_number("topk", topk, at_least=1)
-        check_number("batch_size", batch_size, at_least=1)
-        check_number("workers", workers, at_least=0)
+        for name, value in (("topk", topk), ("batch_size", batch_size), ("workers", workers)):
+            check_setting(PredictSettings, name, value)
         if explain:
             self.check_explain()
         decode = functools.partial(self.decode, thumbnail=thumbnails or explain)

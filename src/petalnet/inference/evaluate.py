@@ -6,7 +6,8 @@ calibration, the confusion matrix, the most confident mistakes and every photo's
     petalnet evaluate runs/seed/best.pt --data new/ --json --out eval-new
 
 Validation inside `train` and this command are the same code: scoring.evaluate_batches. The model runs as
-predict's does (torch_backend.py: inference_settings, no training settings).
+predict's does (torch_backend.py: inference_settings, no training settings). The Python API takes the
+same settings: run_evaluate(EvaluateSettings(model="runs/seed", data="new/")) (inference/settings.py).
 """
 
 import csv
@@ -26,7 +27,7 @@ from petalnet.inference.torch_backend import TorchBackend
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.pipeline.dataset import eval_dataset
 from petalnet.pipeline.preprocess import NormalizedBatches
-from petalnet.utils.fields import check_number
+from petalnet.utils.fields import check_fields
 from petalnet.utils.fileio import atomic_path, write_json
 
 MISTAKES_SHOWN = 16
@@ -41,24 +42,26 @@ def new_folder(base):
     return folder
 
 
-def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, device="auto", workers=0):
+def run_evaluate(settings):
+    """Score the EvaluateSettings' model on its photos, print the report and write it with its pictures."""
+    check_fields(settings)
+    model = settings.model
     ckpt = load_checkpoint(model)
-    backend = TorchBackend.from_checkpoint(ckpt, model, device)
+    backend = TorchBackend.from_checkpoint(ckpt, model, settings.device)
     spec, device = ckpt.spec, backend.device
-    check_number("batch_size", batch_size, at_least=1)
-    check_number("workers", workers, at_least=0)
-    name, paths, labels = evaluation_photos(ckpt, model, data)
+    name, paths, labels = evaluation_photos(ckpt, model, settings.data)
     if not paths:
         raise UserError("no photos to evaluate")
     photos = eval_dataset(paths, labels, spec.image_size, spec.eval_resize)  # as train's val decodes them
-    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(photos, batch_size=settings.batch_size, num_workers=settings.workers,
+                        pin_memory=device.type == "cuda")
     batches = NormalizedBatches(loader, spec.mean, spec.std, device, backend.settings.channels_last)
     result = evaluate_batches(backend.model, batches, device, settings=backend.settings)
     report = {**classification_report(result.targets, result.predictions, spec.classes),
               **probability_report(result.targets, result.probs)}
-    out = Path(out) if out else new_folder(run_folder_of(model) / f"eval-{name}")
+    out = Path(settings.out) if settings.out else new_folder(run_folder_of(model) / f"eval-{name}")
     write_outputs(out, report, result, paths, spec.classes, model, name)
-    if as_json:
+    if settings.json:
         print(json.dumps(report))
     else:
         print(format_report(report))
