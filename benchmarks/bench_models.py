@@ -26,7 +26,7 @@ CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 def make_checkpoint(name, folder):
     import torch
 
-    from petalnet.models.checkpoint import save_checkpoint
+    from petalnet.models.checkpoint import Checkpoint, save_checkpoint
     from petalnet.models.networks import build_model
     from petalnet.models.spec import InferenceSpec
 
@@ -34,8 +34,8 @@ def make_checkpoint(name, folder):
     model = build_model(name, len(CLASSES))
     spec = InferenceSpec(model=name, classes=CLASSES, image_size=224, eval_resize="center_crop")
     path = folder / f"{name}.pt"
-    save_checkpoint(path, {"meta": spec.to_dict(), "model": model.state_dict(), "epoch": 0, "val_acc": 0.0,
-                           "config": {"model": name}})
+    save_checkpoint(path, Checkpoint(spec=spec, weights=model.state_dict(), epoch=0, val_acc=0.0,
+                                     config={"model": name}))
     return path
 
 

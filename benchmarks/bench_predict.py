@@ -19,22 +19,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from petalnet.data.images import is_image_name
+from petalnet.data.folders import list_photos
 from petalnet.inference.classifier import load_classifier
 from petalnet.inference.export import export_model
-from petalnet.inference.onnx import load_onnx_classifier
 from petalnet.inference.photos import own_val_photos
+from petalnet.inference.settings import ExportSettings
 from petalnet.models.checkpoint import load_checkpoint
-from petalnet.pipeline.preprocess import load_eval_photo
 from petalnet.utils.cores import cpu_count
 
 
 def pick_photos(folder, count):
     """Every `step`-th photo of the folder (sorted), `count` in all: each class represented."""
-    paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p))
+    paths = list_photos([folder])
     step = max(1, len(paths) // count)
     chosen = paths[::step][:count]
     for path in chosen:
@@ -66,6 +64,12 @@ def measure(name, decode, model_batch, predict, paths, batch_size):
             f"{1 / predict_s:.0f} | {1 / predict_s / limit:.2f} |")
 
 
+def measure_classifier(name, classifier, paths, batch_size):
+    """measure() for any model format, through the classifier's public interface (decode, rank, iter_predict)."""
+    return measure(name, lambda p: classifier.decode(p).prepared, lambda chunk: classifier.rank(chunk, 1),
+                   lambda items: list(classifier.iter_predict(items, batch_size=batch_size)), paths, batch_size)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a run folder or checkpoint")
@@ -76,20 +80,14 @@ def main(argv=None):
     paths = pick_photos(args.data, args.photos)
     torch_clf = load_classifier(args.model, device="cpu")
     spec = torch_clf.spec
-    rows = [measure("PyTorch", lambda p: load_eval_photo(p, spec),
-                    lambda chunk: torch_clf._top(torch.stack(chunk), 1),
-                    lambda items: list(torch_clf.iter_predict(items, batch_size=args.batch_size)), paths,
-                    args.batch_size)]
+    rows = [measure_classifier("PyTorch", torch_clf, paths, args.batch_size)]
     accuracy = [accuracy_row("PyTorch", torch_clf, None, args.model)]
     with tempfile.TemporaryDirectory() as folder:
         for name, quantize in (("ONNX Runtime", None), ("ONNX Runtime int8", "int8")):
             onnx_path = Path(folder) / f"model-{quantize or 'fp32'}.onnx"
-            export_model(args.model, "onnx", onnx_path, log=lambda line: None, quantize=quantize)
-            onnx_clf = load_onnx_classifier(onnx_path)
-            rows.append(measure(name, lambda p, c=onnx_clf: c.preprocess(p),
-                                lambda chunk, c=onnx_clf: c.logits(np.stack(chunk)),
-                                lambda items, c=onnx_clf: list(c.iter_predict(items, batch_size=args.batch_size)),
-                                paths, args.batch_size))
+            export_model(ExportSettings(model=args.model, out=onnx_path, quantize=quantize), log=lambda line: None)
+            onnx_clf = load_classifier(onnx_path)
+            rows.append(measure_classifier(name, onnx_clf, paths, args.batch_size))
             accuracy.append(accuracy_row(name, onnx_clf, onnx_path, args.model))
     print(f"machine: {platform.processor() or platform.machine()}, {cpu_count()} cores, torch {torch.__version__}, "
           f"python {sys.version.split()[0]}; {len(paths)} photos from {args.data}, model {args.model} "
@@ -108,7 +106,7 @@ def accuracy_row(name, classifier, path, model):
     if path is None:
         path = Path(model) / "best.pt" if Path(model).is_dir() else Path(model)
     _, photos, labels = own_val_photos(load_checkpoint(model), model)
-    records = [item[0] if isinstance(item, tuple) else item.record for item in classifier.iter_predict(photos)]
+    records = classifier.predict(photos)
     right = sum(record["top"][0]["class"] == classifier.classes[label] for record, label in zip(records, labels))
     return f"| {name} | {path.stat().st_size / 1e6:.1f} | {right / len(labels):.4f} | {len(labels)} |"
 

@@ -31,8 +31,9 @@ import torch
 from torch import nn
 
 from petalnet.pipeline.cache import decoded_photos
-from petalnet.models.checkpoint import save_checkpoint
+from petalnet.models.checkpoint import Checkpoint, save_checkpoint
 from petalnet.inference.classifier import Classifier
+from petalnet.inference.torch_backend import TorchBackend
 from petalnet.devices.select import describe, pick_device
 from petalnet.training.engine import Training, train_one_epoch
 from petalnet.data.folders import find_classes
@@ -142,11 +143,12 @@ def measure_inference(args, device, photos):
     seed = TrainConfig()
     meta = InferenceSpec(model=seed.model, classes=("daisy", "dandelion", "roses", "sunflowers", "tulips"),
                          image_size=seed.image_size, eval_resize=seed.eval_resize, mean=seed.mean, std=seed.std)
-    classifier = Classifier(fresh_model(device, None), meta, device)
+    backend = TorchBackend(fresh_model(device, None), meta, device)
+    classifier = Classifier(backend)
     batch, paths = 64, photos[0]
     runs = {"model": [], "predict": []}
     for _ in range(args.rounds):
-        runs["model"].append(model_only_inference(classifier.model, device, classifier.settings, batch,
+        runs["model"].append(model_only_inference(backend.model, device, backend.settings, batch,
                                                   max(1, len(paths) // batch)))
         started = time.perf_counter()
         count = sum(1 for _ in classifier.iter_predict(paths, batch_size=batch))
@@ -159,7 +161,7 @@ def cold_start_seconds(meta, photo):
     """Wall time of `python -m petalnet predict CKPT PHOTO` in a new process (CPU), best of 3."""
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "model.pt"
-        save_checkpoint(checkpoint, {"meta": meta.to_dict(), "model": build_model("alexnet_half", 5).state_dict()})
+        save_checkpoint(checkpoint, Checkpoint(spec=meta, weights=build_model("alexnet_half", 5).state_dict()))
         times = []
         for _ in range(3):
             started = time.perf_counter()

@@ -5,7 +5,7 @@ import torch
 
 from petalnet.devices.options import DeviceOptions
 from petalnet.devices.select import describe, pick_device
-from petalnet.devices.settings import DeviceSettings, autocast, device_settings
+from petalnet.devices.settings import DeviceSettings, InferenceSettings, autocast, device_settings, inference_settings
 from petalnet.errors import UserError
 from petalnet.utils.cores import cpu_count
 from petalnet.utils.fields import SettingError, to_dict
@@ -42,6 +42,27 @@ def test_bad_options_name_the_option(options, setting, says):
         device_settings(CPU, "cache", options)
     assert err.value.setting == setting and says.format(setting) in str(err.value)
     assert says.format("--" + setting.replace("_", "-")) in err.value.as_flag()
+
+
+def test_inference_settings_match_trainings_auto_choices_and_leave_the_process_alone(monkeypatch):
+    """predict, evaluate and serve pick the memory format and precision as train's auto does, without
+    retuning glibc's allocator (mallopt) or measuring free memory: both are made to fail here."""
+    import petalnet.devices.settings as settings_module
+
+    trained = device_settings(CPU, "cache")
+
+    def touched(*args):
+        raise AssertionError("inference touched training's process-wide settings")
+
+    for name in ("keep_large_allocations_in_heap", "_mallopt_heap_reuse", "available_memory"):
+        monkeypatch.setattr(settings_module, name, touched)
+    settings = inference_settings(CPU)
+    assert settings == InferenceSettings(amp=trained.amp, channels_last=trained.channels_last)
+    assert not hasattr(settings, "workers") and not hasattr(settings, "cache_memory")
+    with pytest.raises(AssertionError, match="touched"):
+        device_settings(CPU, "cache")  # the check above can fail: training's settings do touch them
+    with autocast(CPU, InferenceSettings(amp="bf16"), training=False):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
 
 
 def test_evaluation_on_a_cpu_is_fp32_even_with_bf16_training():

@@ -187,6 +187,23 @@ def test_own_val_report_and_pictures(trained_run, capsys, tmp_path):
     assert (out / "mistakes.png").exists() == (report["accuracy"] < 1)
 
 
+def test_evaluate_scores_each_photo_as_predict_and_trains_val_do(trained_run, tmp_path, capsys):
+    """evaluate decodes a photo as open_eval_photo does (a JPEG at least twice the model's side at a reduced
+    scale, as train's val and predict): its probabilities are predict's, to float32 rounding."""
+    from PIL import Image
+
+    from petalnet import load_classifier
+
+    assert cli("evaluate", trained_run, "--out", tmp_path / "eval", "--json", "--device", "cpu") == 0
+    capsys.readouterr()
+    rows = read_predictions(tmp_path / "eval")
+    assert any(min(Image.open(row["path"]).size) >= 128 for row in rows)  # decoded at 1/2 scale for 64 px
+    records = load_classifier(trained_run, "cpu").predict([row["path"] for row in rows], topk=1)
+    for row, record in zip(rows, records):
+        assert record["top"][0]["class"] == row["predicted_class"]
+        assert abs(record["top"][0]["prob"] - float(row["probability"])) < 1e-6, (row, record)
+
+
 def test_unseen_photos_default_output_folder_and_text_table(trained_run, unseen_photos, tmp_path, capsys):
     run = tmp_path / "run"  # a run folder of its own: the default output goes into it
     run.mkdir()

@@ -1,5 +1,6 @@
 """`petalnet export` (inference/export.py: ONNX, TorchScript, the parity check), predict on an .onnx
-without torch (onnx.py), and Grad-CAM (explain.py)."""
+without torch (onnx.py), one inference contract for both formats (backend.py, classifier.py), and Grad-CAM
+(explain.py)."""
 
 import json
 import subprocess
@@ -12,8 +13,11 @@ import torch
 
 from conftest import cli, shown
 from petalnet import load_classifier
-from petalnet.inference.onnx import load_onnx_classifier
-from petalnet.pipeline.preprocess import eval_array, load_eval_photo, open_eval_photo
+from petalnet.errors import UserError
+from petalnet.inference.classifier import Classifier
+from petalnet.inference.onnx import OnnxBackend
+from petalnet.inference.torch_backend import TorchBackend
+from petalnet.pipeline.preprocess import eval_array, eval_tensor, load_eval_photo, open_eval_photo
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def test_onnx_export_writes_the_transform_beside_it_and_passes_parity(onnx_model
     assert meta["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     assert meta["image_size"] == 64 and meta["mean"] == [0.5] * 3 and meta["format"] == "onnx"
     assert onnx_model.stat().st_size > 1_000_000
-    classifier = load_onnx_classifier(onnx_model)
+    classifier = load_classifier(onnx_model)
     assert classifier.spec == load_classifier(trained_run, "cpu").spec  # the sidecar holds the checkpoint's spec
 
 
@@ -69,15 +73,68 @@ def test_predict_on_onnx_agrees_with_the_checkpoint_without_importing_torch(onnx
     assert max(top) - min(top) > 0.02  # the photos' probabilities differ by more than twice that tolerance
 
 
-def test_onnx_classifier_preprocesses_as_eval_array(onnx_model, made_photos):
-    classifier = load_onnx_classifier(onnx_model)
+def test_each_backend_prepares_a_photo_as_today(onnx_model, trained_run, made_photos):
+    """ONNX: eval_array (Pillow, NumPy); a checkpoint: eval_tensor (torch's uint8 resize), from one decode."""
     photo = sorted(made_photos.rglob("*.jpg"))[0]
-    spec = classifier.spec
-    assert np.array_equal(classifier.preprocess(photo), eval_array(open_eval_photo(photo, spec.image_size,
-                                                                                   spec.eval_resize), spec))
-    records = list(classifier.iter_predict([photo, made_photos / "nope.jpg"], topk=2))
-    assert records[0][0]["top"][0]["prob"] >= records[0][0]["top"][1]["prob"]
-    assert records[1][0] == {"path": str(made_photos / "nope.jpg"), "error": "no such file"}
+    for path, expected in ((onnx_model, eval_array), (trained_run, None)):
+        classifier = load_classifier(path, "cpu")
+        spec = classifier.spec
+        image = open_eval_photo(photo, spec.image_size, spec.eval_resize)
+        prepared = classifier.decode(photo).prepared
+        if expected is eval_array:
+            assert isinstance(classifier.backend, OnnxBackend)
+            assert np.array_equal(prepared, eval_array(image, spec)) and prepared.dtype == np.float32
+        else:
+            assert isinstance(classifier.backend, TorchBackend)
+            assert torch.equal(prepared, eval_tensor(image, spec.image_size, spec.eval_resize))
+            assert prepared.dtype == torch.uint8
+
+
+def test_a_checkpoint_and_its_onnx_file_give_the_same_records_through_one_code_path(onnx_model, trained_run,
+                                                                                     made_photos, monkeypatch):
+    """Both are a Classifier over a Backend: the same decoding, softmax and top-k (spied on here), the same
+    records for unreadable files and PIL images, the same classes in the same order for every photo."""
+    import petalnet.inference.classifier as classifier_module
+    from PIL import Image
+
+    calls = []
+
+    def spy(name, function):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        monkeypatch.setattr(classifier_module, name, wrapped)
+
+    for name in ("decode_ahead", "softmax", "top_classes"):
+        spy(name, getattr(classifier_module, name))
+    photos = sorted(made_photos.rglob("*.jpg"))[::9]
+    inputs = [*photos, made_photos / "nope.jpg", Image.open(photos[0])]
+    records = {}
+    for path in (trained_run, onnx_model):
+        calls.clear()
+        classifier = load_classifier(path, "cpu")
+        assert type(classifier) is Classifier
+        records[path] = classifier.predict(inputs, topk=5, batch_size=4)
+        assert calls.count("decode_ahead") == 1 and calls.count("softmax") == 4  # 14 photos, batches of 4
+        assert calls.count("top_classes") == len(photos) + 1  # the readable ones
+    from_torch, from_onnx = records[trained_run], records[onnx_model]
+    assert from_torch[-2] == from_onnx[-2] == {"path": str(made_photos / "nope.jpg"), "error": "no such file"}
+    assert from_torch[-1]["path"] is None and from_onnx[-1]["path"] is None
+    for a, b in zip(from_torch[:-2] + from_torch[-1:], from_onnx[:-2] + from_onnx[-1:]):
+        assert list(a) == list(b) == ["path", "top"] and a["path"] == b["path"]
+        assert [t["class"] for t in a["top"]] == [t["class"] for t in b["top"]]
+        assert all(abs(s["prob"] - t["prob"]) < 0.01 for s, t in zip(a["top"], b["top"]))  # Pillow vs torch resize
+
+
+def test_heat_maps_are_a_checkpoints_capability(onnx_model, trained_run, made_photos, tmp_path, capsys):
+    onnx = load_classifier(onnx_model)
+    with pytest.raises(UserError, match="--explain needs a PyTorch checkpoint or run folder, not an .onnx file"):
+        onnx.check_explain()
+    assert cli("predict", onnx_model, made_photos, "--explain", tmp_path / "heat") == 2
+    err = capsys.readouterr().err
+    assert "--explain needs a PyTorch checkpoint" in err and err.count("\n") == 1
+    assert not (tmp_path / "heat").exists()
+    load_classifier(trained_run, "cpu").check_explain()  # a CNN checkpoint can
 
 
 def test_int8_export_is_smaller_and_keeps_the_classes(onnx_model, trained_run, made_photos, tmp_path, capsys,
@@ -91,8 +148,8 @@ def test_int8_export_is_smaller_and_keeps_the_classes(onnx_model, trained_run, m
     assert meta["quantized"] == "int8" and meta["calibration_photos"] == 90  # all 90 train photos of the run
     assert out.stat().st_size < onnx_model.stat().st_size / 3  # int8 weights: a quarter, plus scales
     photos = sorted(made_photos.rglob("*.jpg"))[::7]
-    int8, fp32 = load_onnx_classifier(out), load_onnx_classifier(onnx_model)
-    tops = [[r[0]["top"][0]["class"] for r in clf.iter_predict(photos)] for clf in (int8, fp32)]
+    int8, fp32 = load_classifier(out), load_classifier(onnx_model)
+    tops = [[r["top"][0]["class"] for r in clf.predict(photos)] for clf in (int8, fp32)]
     assert np.mean([a == b for a, b in zip(*tops)]) >= 0.9
     assert not list(tmp_path.glob("*.float.onnx*")) and not list(tmp_path.glob(".*"))  # nothing left over
     monkeypatch.setattr(petalnet.inference.export, "AGREEMENT", 1.01)  # no agreement is enough
@@ -126,7 +183,7 @@ def test_bad_export_requests_are_one_line(trained_run, tmp_path, capsys):
 def test_grad_cam_maps_have_the_input_shape_and_are_not_uniform(trained_run, made_photos, tmp_path, capsys):
     classifier = load_classifier(trained_run, "cpu")
     photos = sorted(made_photos.rglob("*.jpg"))[::25]
-    maps = classifier.explain(torch.stack([load_eval_photo(p, classifier.spec) for p in photos]))
+    maps = classifier.explain([load_eval_photo(p, classifier.spec) for p in photos])
     assert len(maps) == 4
     for heat in maps:
         assert heat.shape == (64, 64) and float(heat.min()) >= 0 and float(heat.max()) <= 1

@@ -1,11 +1,14 @@
-"""`petalnet predict` (inference/predict.py) and the `load_classifier` API (classifier.py)."""
+"""`petalnet predict` (inference/predict.py), its settings (inference/settings.py) and the `load_classifier`
+API (classifier.py)."""
 
+import copy
 import csv
 import hashlib
 import io
 import json
 import os
 import sys
+import types
 import zipfile
 
 import pytest
@@ -14,6 +17,8 @@ from PIL import Image
 from conftest import CLASSES, cli, run_petalnet, shown
 from imagegen import save_variants
 from petalnet import load_classifier
+from petalnet.inference.predict import run_predict
+from petalnet.inference.settings import EvaluateSettings, ExportSettings, PredictSettings
 from petalnet.utils.fields import SettingError
 
 BROKEN = {"text.jpg": b"this is not a jpeg\n", "empty.jpg": b""}
@@ -113,6 +118,94 @@ def test_python_api_returns_the_records_of_predict_json(trained_run, mixed_folde
     assert same_top(clf.predict(str(path), topk=1)[0]["top"], records[0]["top"][:1])
     with pytest.raises(SettingError, match="topk must be at least 1, got 0"):
         clf.predict(str(path), topk=0)
+
+
+def test_run_predict_takes_the_settings_the_command_line_makes(trained_run, mixed_folder, capsys):
+    folder, variants = mixed_folder
+    assert cli("predict", trained_run, variants["upright.jpg"], folder / "nested", "--json", "--topk", "2") == 0
+    printed = capsys.readouterr().out
+    settings = PredictSettings(model=trained_run, paths=[variants["upright.jpg"], folder / "nested"], topk=2, json=True)
+    assert settings.model == str(trained_run) and settings.paths == (str(variants["upright.jpg"]),
+                                                                      str(folder / "nested"))  # Paths become str
+    assert run_predict(settings) == 0
+    assert capsys.readouterr().out == printed
+    with pytest.raises(SettingError, match="batch_size must be at least 1, got 0"):
+        run_predict(PredictSettings(model=trained_run, paths=("x.jpg",), batch_size=0))
+    with pytest.raises(TypeError):
+        PredictSettings(paths=("x.jpg",))  # no model: the API must name it, as the command line must
+
+
+def with_bounds(monkeypatch, cls, name, **bounds):
+    """Declare other bounds for field `name` of `cls` for this test."""
+    field = copy.copy(cls.__dataclass_fields__[name])
+    field.metadata = types.MappingProxyType({**field.metadata, "bounds": bounds})
+    monkeypatch.setitem(cls.__dataclass_fields__, name, field)
+
+
+def test_topks_bound_is_declared_once_and_every_check_reads_it(trained_run, mixed_folder, monkeypatch, capsys):
+    """The command line, run_predict and Classifier.predict check topk against PredictSettings' field: move
+    the bound there and each of them moves with it (a check with its own number would not)."""
+    folder, variants = mixed_folder
+    photo = str(variants["upright.jpg"])
+    clf = load_classifier(trained_run, device="cpu")
+    with_bounds(monkeypatch, PredictSettings, "topk", at_least=2)
+    assert cli("predict", trained_run, photo, "--topk", "1") == 2
+    assert "--topk must be at least 2, got 1" in capsys.readouterr().err
+    with pytest.raises(SettingError, match="topk must be at least 2, got 1"):
+        clf.predict(photo, topk=1)
+    with_bounds(monkeypatch, PredictSettings, "topk", at_least=0)
+    assert clf.predict(photo, topk=0) == [{"path": photo, "top": []}]
+    assert cli("predict", trained_run, photo, "--topk", "0", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"path": photo, "top": []}
+
+
+def test_settings_refuse_bad_values_in_one_line_naming_the_flag(trained_run, tmp_path, capsys):
+    cases = [(["predict", trained_run, tmp_path, "--workers", "-1"], "--workers must be 0 or more, got -1"),
+             (["evaluate", trained_run, "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+             (["evaluate", trained_run, "--workers", "-2"], "--workers must be 0 or more, got -2"),
+             (["export", trained_run, "--out", tmp_path / "m.onnx", "--quantize", "int4"],
+              "unknown --quantize 'int4': choose from int8")]
+    for args, says in cases:
+        code, err = cli(*args), capsys.readouterr().err
+        assert code == 2 and says in err and err.count("\n") == 1, (args, code, err)
+    assert cli("export", trained_run) == 2 and "the following arguments are required: --out" in \
+        capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+    assert EvaluateSettings(model=trained_run).model == str(trained_run)
+    assert ExportSettings(model="m", out=tmp_path / "m.onnx").out == str(tmp_path / "m.onnx")
+
+
+def test_predict_and_evaluate_leave_trainings_process_settings_alone(trained_run, mixed_folder, tmp_path, monkeypatch,
+                                                                     capsys):
+    """No allocator tuning (mallopt) and no memory probe: inference_settings, not device_settings."""
+    import petalnet.devices.settings as settings_module
+
+    def touched(*args):
+        raise AssertionError("inference touched training's process-wide settings")
+
+    for name in ("keep_large_allocations_in_heap", "available_memory"):
+        monkeypatch.setattr(settings_module, name, touched)
+    folder, variants = mixed_folder
+    assert load_classifier(trained_run, device="cpu").predict(variants["upright.jpg"])[0]["top"]
+    assert cli("evaluate", trained_run, "--out", tmp_path / "eval", "--device", "cpu", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10
+
+
+def test_a_folder_link_back_up_is_not_followed_again(trained_run, made_photos, tmp_path, capsys):
+    """Issue 31: daisy/deeper/up -> .. was followed ~40 levels deep, one photo classified 40 times."""
+    inbox = tmp_path / "inbox"
+    (inbox / "daisy" / "deeper").mkdir(parents=True)
+    (inbox / ".cache").mkdir()
+    photo = sorted((made_photos / "daisy").iterdir())[0].read_bytes()
+    for path in (inbox / "daisy" / "a.jpg", inbox / "daisy" / "deeper" / "b.jpg", inbox / ".cache" / "c.jpg"):
+        path.write_bytes(photo)
+    (inbox / "daisy" / "deeper" / "up").symlink_to("..", target_is_directory=True)
+    assert cli("predict", trained_run, inbox, "--json") == 0
+    captured = capsys.readouterr()
+    assert [r["path"] for r in json_lines(captured.out)] == [str(inbox / "daisy" / "a.jpg"),
+                                                             str(inbox / "daisy" / "deeper" / "b.jpg")]
+    assert f"skipped 1 folder link(s) to a folder already listed (no photo twice): {inbox}/daisy/deeper/up" \
+        in captured.err
 
 
 def as_cuda_checkpoint(src, dst):

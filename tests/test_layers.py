@@ -129,9 +129,11 @@ def imported_after(code):
 
 
 def test_the_command_line_and_the_settings_load_without_torch():
-    """`petalnet --help` waits for no PyTorch: cli.py, config/, devices/options.py and models/names.py are
-    torch-free (docs/architecture.md, lazy imports)."""
+    """`petalnet --help` waits for no PyTorch: cli.py, config/, devices/options.py, models/names.py and the
+    inference settings are torch-free (docs/architecture.md, lazy imports); so are the inference contract and
+    the Classifier above it, which an .onnx file uses without torch."""
     code = ("import petalnet.cli, petalnet.config.train, petalnet.config.sizes, petalnet.devices.options\n"
+            "import petalnet.inference.settings, petalnet.inference.backend, petalnet.inference.classifier\n"
             "petalnet.cli.build_parser().format_help()")
     assert imported_after(code) == "[]"
 

@@ -75,23 +75,23 @@ def cmd_train(args):
 
 def cmd_predict(args):
     from petalnet.inference.predict import run_predict
+    from petalnet.inference.settings import PredictSettings
 
-    return run_predict(args.model, args.paths, topk=args.topk, as_json=args.json, plot=args.plot,
-                       device=args.device, batch_size=args.batch_size, workers=args.workers, explain=args.explain,
-                       csv=args.csv, overwrite=args.overwrite, sort_into=args.sort_into, min_prob=args.min_prob)
+    return run_predict(from_args(PredictSettings, args))
 
 
 def cmd_evaluate(args):
     from petalnet.inference.evaluate import run_evaluate
+    from petalnet.inference.settings import EvaluateSettings
 
-    return run_evaluate(args.model, data=args.data, out=args.out, as_json=args.json,
-                        batch_size=args.batch_size, device=args.device, workers=args.workers)
+    return run_evaluate(from_args(EvaluateSettings, args))
 
 
 def cmd_export(args):
     from petalnet.inference.export import run_export
+    from petalnet.inference.settings import ExportSettings
 
-    return run_export(args.model, args.format, args.out, args.check_photos, args.quantize, args.calibration_photos)
+    return run_export(from_args(ExportSettings, args))
 
 
 def cmd_serve(args):
@@ -144,44 +144,22 @@ def add_train_command(sub):
 
 
 def add_use_commands(sub):
+    from petalnet.inference.settings import EvaluateSettings, PredictSettings
+
     predict = sub.add_parser("predict", help="classify photos with a trained model")
-    predict.add_argument("model", help="run folder (uses its best.pt), checkpoint file, or exported .onnx")
-    predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    predict.add_argument("--topk", type=int, default=3, help="classes per photo (default 3)")
-    predict.add_argument("--json", action="store_true", help="one JSON object per line")
-    predict.add_argument("--plot", metavar="OUT.png", help="save the photos titled with their prediction")
-    predict.add_argument("--explain", metavar="OUT_DIR", help="save a Grad-CAM heat map over each photo here")
-    predict.add_argument("--csv", metavar="FILE", help="also write one row per photo here (spreadsheet-safe)")
-    predict.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
-    predict.add_argument("--sort-into", metavar="DIR",
-                         help="hard-link (else copy) each photo to DIR/<class>/; originals are never changed")
-    predict.add_argument("--min-prob", type=float, metavar="P",
-                         help="with --sort-into: photos whose top probability is below P go to DIR/_unsure (default 0)")
+    add_flags(predict, PredictSettings, default_text=None)
     predict.set_defaults(func=cmd_predict)
     evaluate = sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix, mistakes")
-    evaluate.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
-    evaluate.add_argument("--data", help="class folders or a train/val layout (its val/); default: the run's val")
-    evaluate.add_argument("--out", help="folder for report.json and pictures (default: RUN/eval-<name>/)")
-    evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_flags(evaluate, EvaluateSettings, default_text=None)
     evaluate.set_defaults(func=cmd_evaluate)
-    for command in (predict, evaluate):
-        command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-        command.add_argument("--batch-size", type=int, default=64, help="photos per batch (default 64)")
-        command.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
 
 
 def add_share_commands(sub):
+    from petalnet.inference.settings import ExportSettings
     from petalnet.serving.settings import ServeSettings
 
     export = sub.add_parser("export", help="write the model as ONNX or TorchScript, checked against PyTorch")
-    export.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")
-    export.add_argument("--format", default="onnx", help="onnx or torchscript (default onnx)")
-    export.add_argument("--out", required=True, help="file to write (a .json with classes and transform beside it)")
-    export.add_argument("--check-photos", help="photos for the parity check (default: the run's val photos)")
-    export.add_argument("--quantize", choices=["int8"], help="int8 weights and activations (ONNX Runtime, static): "
-                        "smaller and faster on CPUs")
-    export.add_argument("--calibration-photos", metavar="DIR", help="photos that set the int8 ranges (default: "
-                        "256 of the run's train photos)")
+    add_flags(export, ExportSettings, default_text=None)
     export.set_defaults(func=cmd_export)
     serve = sub.add_parser("serve", help="an HTTP API and a web page for a model")
     serve.add_argument("model", help="run folder (uses its best.pt) or checkpoint file")

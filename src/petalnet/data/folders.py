@@ -5,6 +5,12 @@
 
 Class names are the sorted folder names (as torchvision's ImageFolder); hidden folders are skipped.
 Non-image files are ignored here; `data check` lists them.
+
+    list_photos(["a.jpg", "inbox/"])      # files as given, folders expanded to their image files
+
+Every folder is walked the same way (walk_folder): recursively, sorted, hidden files and folders skipped,
+folder links followed, but each real folder once: a link back up (`daisy/deeper/up -> ..`) or a second
+link to a folder already walked is skipped, so no photo is listed twice.
 """
 
 import os
@@ -54,6 +60,38 @@ def find_classes(root):
     return names
 
 
+def walk_folder(root, skipped=None):
+    """(folder, sorted file names) for `root` and every folder below it, depth first, sorted; hidden folders
+    skipped; a folder reached again through a link (its real path already walked) is not walked again and
+    its path is added to the list `skipped` when one is given."""
+    seen = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, name))
+            if real in seen:
+                if skipped is not None:
+                    skipped.append(Path(dirpath) / name)
+                continue
+            seen.add(real)
+            kept.append(name)
+        dirnames[:] = kept
+        yield Path(dirpath), sorted(filenames)
+
+
+def list_photos(paths, skipped=None):
+    """Files as given, folders expanded to their image files (walk_folder: recursive, sorted, hidden files
+    and folders skipped, each real folder once; the links not followed are added to `skipped`)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += [folder / name for folder, names in walk_folder(path, skipped) for name in names
+                      if is_image_name(name)]
+        else:
+            found.append(path)
+    return found
+
+
 def scan_class_folder(root, classes=None):
     """List image files under each class folder (recursively), sorted, with their labels."""
     root = require_folder(root)
@@ -63,10 +101,9 @@ def scan_class_folder(root, classes=None):
         class_dir = root / name
         if not class_dir.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(filenames):
-                path = Path(dirpath) / filename
+        for folder, filenames in walk_folder(class_dir):
+            for filename in filenames:
+                path = folder / filename
                 if is_image_name(filename):
                     found.files.append(path)
                     found.labels.append(label)

@@ -2,6 +2,7 @@
 
     options = DeviceOptions(amp="auto")                  # what the user asked (the train flags)
     settings = device_settings(device, "cache", options) # DeviceSettings: what this run does, and why
+    inference_settings(device)                           # InferenceSettings: predict, evaluate, serve
 
 Each `auto` choice below was measured (benchmarks/bench_train.py; numbers with dates and machines in
 docs/performance.md) and is written with its reason into the run's config.json under "device_settings":
@@ -63,6 +64,11 @@ def _auto_amp(device, depthwise=False):
     return "off", f"{device.type}: no fast reduced precision"
 
 
+def auto_channels_last(device):
+    """Channels-last memory format: faster convolutions on CPUs and CUDA GPUs, not on MPS."""
+    return device.type in ("cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class DeviceSettings:
     """What a run does on its device; `why[name]` says why each was chosen (written to config.json)."""
@@ -91,7 +97,7 @@ def device_settings(device, pipeline="cache", options=None, depthwise=False):
         amp, why["amp"] = options.amp, "--amp"
         _check_amp(amp, device)
     if options.channels_last == "auto":
-        channels_last, why["channels_last"] = device.type in ("cpu", "cuda"), f"auto for {device.type}"
+        channels_last, why["channels_last"] = auto_channels_last(device), f"auto for {device.type}"
     else:
         channels_last, why["channels_last"] = options.channels_last == "on", "--channels-last"
     fused_optimizer, why["fused_optimizer"] = _fused_optimizer(device, options.fused_optimizer)
@@ -111,6 +117,21 @@ def device_settings(device, pipeline="cache", options=None, depthwise=False):
                           eval_batch_size=eval_batch_size, heap_reuse=heap_reuse,
                           cache_dir=str(options.cache_dir) if options.cache_dir else None, cache_memory=cache_memory,
                           why=why)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a trained model runs on its device (predict, evaluate, serve): the memory format and the
+    precision of device_settings' auto choices, nothing that only training needs."""
+    amp: str = "off"
+    channels_last: bool = False
+
+
+def inference_settings(device):
+    """InferenceSettings for `device`: channels_last and amp as device_settings chooses them by default.
+    Unlike device_settings it leaves the process alone: no allocator tuning (mallopt), no memory probe.
+    autocast(..., training=False) keeps a CPU in fp32."""
+    return InferenceSettings(amp=_auto_amp(device)[0], channels_last=auto_channels_last(device))
 
 
 _HEAP_REUSE = []

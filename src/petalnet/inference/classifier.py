@@ -1,34 +1,32 @@
-"""Checkpoint -> predictions: the notebook API, and what `petalnet predict` runs.
+"""Photos -> predictions with any model format: the notebook API, and what `petalnet predict` and `serve` run.
 
     from petalnet import load_classifier
-    clf = load_classifier("runs/seed")            # a run folder (its best.pt) or a checkpoint file
+    clf = load_classifier("runs/seed")            # a run folder (its best.pt), a checkpoint file or a .onnx
     clf.classes                                   # ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']
     clf.predict(["a.jpg", pil_image], topk=3)
     # [{"path": "a.jpg", "top": [{"class": "roses", "prob": 0.91}, ...]}, {"path": None, "top": [...]}]
 
 A file that cannot be read as an image gets {"path": ..., "error": "one line"} instead of "top".
-Photos are decoded by Pillow (pipeline/preprocess.py, as in `evaluate` and train's val); while the
-model works on one batch, a thread decodes the next. torchvision is not imported on this path.
+Written once for every format (backend.py: a checkpoint, an ONNX file): each photo is decoded by Pillow
+(pipeline/preprocess.py's open_eval_photo, as in `evaluate` and train's val) and prepared by the backend
+in threads while the model scores the batch before (decoding.py); the backend's probabilities become the top
+classes in probabilities.py. torchvision is not imported on this path, and torch not for a .onnx file.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import functools
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
-from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
-from petalnet.pipeline.preprocess import eval_tensor, normalize_batch, open_eval_photo
-from petalnet.devices.select import pick_device
-
-from petalnet.utils.fields import check_number
 from petalnet.data.images import UnreadableImage, small_copy
-from petalnet.models.networks import FlipAveraged
-from petalnet.devices.settings import autocast, device_settings
+from petalnet.inference.decoding import decode_ahead
+from petalnet.inference.probabilities import top_classes
+from petalnet.inference.settings import PredictSettings
+from petalnet.pipeline.preprocess import open_eval_photo
+from petalnet.utils.fields import check_setting
 
-THUMBNAIL = 512  # pixels, longest side of the images kept for pictures (--plot, --explain)
+THUMBNAIL = 512  # pixels, longest side of the images kept for pictures (--plot, --explain, serve's page)
 
 
 class Prediction(NamedTuple):
@@ -37,55 +35,25 @@ class Prediction(NamedTuple):
     heat: object = None  # Grad-CAM map (S, S) in [0, 1] for the top class (when asked for)
 
 
-class InputImages(Dataset):
-    """Paths or PIL images -> (index, uint8 tensor or None, error or None, thumbnail or None)."""
-
-    def __init__(self, inputs, spec, thumbnails):
-        self.inputs, self.spec, self.thumbnails = list(inputs), spec, thumbnails
-
-    def __len__(self):
-        return len(self.inputs)
-
-    def __getitem__(self, i):
-        try:
-            image = open_eval_photo(self.inputs[i], self.spec.image_size, self.spec.eval_resize)
-        except UnreadableImage as err:
-            return i, None, str(err), None
-        thumbnail = small_copy(image, THUMBNAIL) if self.thumbnails else None
-        return i, eval_tensor(image, self.spec.image_size, self.spec.eval_resize), None, thumbnail
-
-
-def _keep_as_list(batch):
-    return batch
-
-
-def _prefetched(loader):
-    """Iterate `loader` with the next batch decoded in a thread while the caller uses this one."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        batches = iter(loader)
-        pending = pool.submit(next, batches, None)
-        while True:
-            batch = pending.result()
-            if batch is None:
-                return
-            pending = pool.submit(next, batches, None)
-            yield batch
+class Decoded(NamedTuple):
+    prepared: object  # the backend's input for the photo; None when it cannot be read
+    error: str | None  # why it cannot be read (one line), else None
+    thumbnail: object = None  # the photo as a PIL image, longest side THUMBNAIL (when asked for)
 
 
 class Classifier:
-    """A trained model with its classes and eval transform, ready to classify photos."""
+    """A loaded model of any format (a Backend) with its classes and eval transform, ready to classify."""
 
-    def __init__(self, model, spec, device):
-        self.device = device
-        self.settings = device_settings(device)
-        self.model = model.to(device).eval()
-        if self.settings.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.spec = spec  # InferenceSpec (models/spec.py): classes, size, resize, mean, std
+    def __init__(self, backend):
+        self.backend = backend
+
+    @property
+    def spec(self):
+        return self.backend.spec  # InferenceSpec (models/spec.py): classes, size, resize, mean, std
 
     @property
     def classes(self):
-        return list(self.spec.classes)
+        return self.backend.classes
 
     def predict(self, inputs, topk=3, batch_size=64):
         """One record per input, in order (see the module docstring)."""
@@ -94,52 +62,63 @@ class Classifier:
         return [prediction.record for prediction in self.iter_predict(inputs, topk, batch_size)]
 
     def iter_predict(self, inputs, topk=3, batch_size=64, workers=0, thumbnails=False, explain=False):
-        """Yield a Prediction per input, in order, batch by batch (heat maps too with explain=True)."""
-        check_number("topk", topk, at_least=1)
-        check_number("batch_size", batch_size, at_least=1)
-        check_number("workers", workers, at_least=0)
-        inputs = list(inputs)
-        loader = DataLoader(InputImages(inputs, self.spec, thumbnails or explain), batch_size=batch_size,
-                            num_workers=workers, collate_fn=_keep_as_list)
-        k = min(topk, len(self.classes))
-        for batch in _prefetched(loader) if workers == 0 else loader:
-            good = [item for item in batch if item[1] is not None]
-            stacked = torch.stack([item[1] for item in good]) if good else None
-            top = self._top(stacked, k) if good else []
-            heats = self.explain(stacked) if good and explain else [None] * len(good)
-            results = {item[0]: (t, h) for item, t, h in zip(good, top, heats)}
-            for i, _tensor, error, thumbnail in batch:
-                path = None if isinstance(inputs[i], Image.Image) else str(inputs[i])
-                if error:
-                    yield Prediction({"path": path, "error": error}, thumbnail)
+        """Yield a Prediction per input, in order, batch by batch (heat maps too with explain=True). The next
+        batch is decoded in `workers` threads (0: as many as the backend wants) while this one is scored."""
+        for name, value in (("topk", topk), ("batch_size", batch_size), ("workers", workers)):
+            check_setting(PredictSettings, name, value)
+        if explain:
+            self.check_explain()
+        decode = functools.partial(self.decode, thumbnail=thumbnails or explain)
+        for chunk, decoded in decode_ahead(inputs, decode, batch_size, workers or self.backend.decoding_threads):
+            good = [photo.prepared for photo in decoded if photo.error is None]
+            tops = self.rank(good, topk) if good else []
+            heats = self.explain(good) if good and explain else [None] * len(good)
+            scored = zip(tops, heats)
+            for source, photo in zip(chunk, decoded):
+                path = None if isinstance(source, Image.Image) else str(source)
+                if photo.error is not None:
+                    yield Prediction({"path": path, "error": photo.error}, photo.thumbnail)
                 else:
-                    yield Prediction({"path": path, "top": results[i][0]}, thumbnail, results[i][1])
+                    top, heat = next(scored)
+                    yield Prediction({"path": path, "top": top}, photo.thumbnail, heat)
 
-    def explain(self, images):
-        """Grad-CAM maps (N, S, S) in [0, 1] for the top class of uint8 images (N, 3, S, S)."""
-        from petalnet.inference.explain import grad_cam
+    def decode(self, source, thumbnail=False):
+        """A path, file object or PIL image -> Decoded: the backend's input (or why it cannot be read) and,
+        with thumbnail=True, a small copy of the photo. CPU only; safe to run in several threads."""
+        try:
+            image = open_eval_photo(source, self.spec.image_size, self.spec.eval_resize)
+        except UnreadableImage as err:
+            return Decoded(None, str(err))
+        return Decoded(self.backend.prepare(image), None, small_copy(image, THUMBNAIL) if thumbnail else None)
 
-        batch = normalize_batch(images.to(self.device), self.spec.mean, self.spec.std,
-                                self.settings.channels_last)
-        network = self.model.model if isinstance(self.model, FlipAveraged) else self.model  # one pass, one map
-        return list(grad_cam(network, batch))
+    def rank(self, prepared, topk):
+        """The "top" lists of records for prepared photos (Decoded.prepared): the k most probable classes."""
+        k = min(topk, len(self.classes))
+        return [top_classes(row, self.classes, k) for row in self.backend.probabilities(prepared)]
 
-    @torch.no_grad()
-    def _top(self, images, k):
-        images = normalize_batch(images.to(self.device), self.spec.mean, self.spec.std,
-                                 self.settings.channels_last)
-        with autocast(self.device, self.settings, training=False):
-            probs = self.model(images).float().softmax(dim=1).cpu()
-        values, indices = probs.topk(k, dim=1)
-        return [[{"class": self.classes[j], "prob": p} for p, j in zip(row_p.tolist(), row_i.tolist())]
-                for row_p, row_i in zip(values, indices)]
+    def check_explain(self):
+        """One line (UserError) unless this model can draw heat maps (a CNN checkpoint can)."""
+        self.backend.check_heat_maps()
+
+    def explain(self, prepared):
+        """Grad-CAM maps (S, S) in [0, 1] for the top class of each prepared photo (NumPy arrays)."""
+        return self.backend.heat_maps(prepared)
 
 
 def load_classifier(model_path, device="auto"):
-    """A Classifier from a run folder (uses best.pt) or a checkpoint file; GPU checkpoints load on CPU."""
-    return classifier_from_checkpoint(load_checkpoint(model_path), model_path, device)
+    """A Classifier for a run folder (uses best.pt) or a checkpoint file (GPU checkpoints load on a CPU),
+    or for an exported .onnx file with its .onnx.json beside it (ONNX Runtime on the CPU, without torch)."""
+    if str(model_path).endswith(".onnx"):
+        from petalnet.inference.onnx import load_onnx_backend
+
+        return Classifier(load_onnx_backend(model_path))
+    from petalnet.inference.torch_backend import load_torch_backend
+
+    return Classifier(load_torch_backend(model_path, device))
 
 
 def classifier_from_checkpoint(ckpt, model_path, device="auto"):
     """A Classifier for a Checkpoint already read (models/checkpoint.py) from `model_path`."""
-    return Classifier(model_from_checkpoint(ckpt, model_path), ckpt.spec, pick_device(device))
+    from petalnet.inference.torch_backend import TorchBackend
+
+    return Classifier(TorchBackend.from_checkpoint(ckpt, model_path, device))

@@ -5,11 +5,12 @@ calibration, the confusion matrix, the most confident mistakes and every photo's
     petalnet evaluate runs/seed --data photos/         # class folders, or a train/val layout (its val/)
     petalnet evaluate runs/seed/best.pt --data new/ --json --out eval-new
 
-Validation inside `train` and this command are the same code: scoring.evaluate_batches.
+Validation inside `train` and this command are the same code: scoring.evaluate_batches. The model runs as
+predict's does (torch_backend.py: inference_settings, no training settings). The Python API takes the
+same settings: run_evaluate(EvaluateSettings(model="runs/seed", data="new/")) (inference/settings.py).
 """
 
 import csv
-import functools
 import json
 from pathlib import Path
 
@@ -17,18 +18,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from petalnet.data.images import UnreadableImage, open_rgb
-from petalnet.devices.options import DeviceOptions
-from petalnet.devices.select import pick_device
-from petalnet.devices.settings import device_settings
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.inference.metrics import classification_report, format_report, probability_report
 from petalnet.inference.photos import evaluation_photos, run_folder_of
 from petalnet.inference.scoring import evaluate_batches
 from petalnet.inference.table import cell
-from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
-from petalnet.pipeline.dataset import PhotoDataset
-from petalnet.pipeline.preprocess import NormalizedBatches, eval_tensor
-from petalnet.utils.fields import check_number
+from petalnet.inference.torch_backend import TorchBackend
+from petalnet.models.checkpoint import load_checkpoint
+from petalnet.pipeline.dataset import eval_dataset
+from petalnet.pipeline.preprocess import NormalizedBatches
+from petalnet.utils.fields import check_fields
 from petalnet.utils.fileio import atomic_path, write_json
 
 MISTAKES_SHOWN = 16
@@ -43,31 +42,26 @@ def new_folder(base):
     return folder
 
 
-def run_evaluate(model, data=None, out=None, as_json=False, batch_size=64, device="auto", workers=0):
+def run_evaluate(settings):
+    """Score the EvaluateSettings' model on its photos, print the report and write it with its pictures."""
+    check_fields(settings)
+    model = settings.model
     ckpt = load_checkpoint(model)
-    net = model_from_checkpoint(ckpt, model)
-    spec = ckpt.spec
-    check_number("batch_size", batch_size, at_least=1)
-    check_number("workers", workers, at_least=0)
-    name, paths, labels = evaluation_photos(ckpt, model, data)
+    backend = TorchBackend.from_checkpoint(ckpt, model, settings.device)
+    spec, device = ckpt.spec, backend.device
+    name, paths, labels = evaluation_photos(ckpt, model, settings.data)
     if not paths:
         raise UserError("no photos to evaluate")
-    device = pick_device(device)
-    settings = device_settings(device, options=DeviceOptions(workers=workers))
-    photos = PhotoDataset(paths, labels, functools.partial(eval_tensor, size=spec.image_size,
-                                                           resize=spec.eval_resize))
-    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers,
+    photos = eval_dataset(paths, labels, spec.image_size, spec.eval_resize)  # as train's val decodes them
+    loader = DataLoader(photos, batch_size=settings.batch_size, num_workers=settings.workers,
                         pin_memory=device.type == "cuda")
-    net = net.to(device)
-    if settings.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    result = evaluate_batches(net, NormalizedBatches(loader, spec.mean, spec.std, device, settings.channels_last),
-                              device, settings=settings)
+    batches = NormalizedBatches(loader, spec.mean, spec.std, device, backend.settings.channels_last)
+    result = evaluate_batches(backend.model, batches, device, settings=backend.settings)
     report = {**classification_report(result.targets, result.predictions, spec.classes),
               **probability_report(result.targets, result.probs)}
-    out = Path(out) if out else new_folder(run_folder_of(model) / f"eval-{name}")
+    out = Path(settings.out) if settings.out else new_folder(run_folder_of(model) / f"eval-{name}")
     write_outputs(out, report, result, paths, spec.classes, model, name)
-    if as_json:
+    if settings.json:
         print(json.dumps(report))
     else:
         print(format_report(report))

@@ -3,7 +3,8 @@
     petalnet predict runs/seed photos/ --explain heatmaps/    # one PNG per photo: the photo + heat map
 
     from petalnet.inference.explain import grad_cam
-    maps = grad_cam(classifier.model, batch)                  # (N, H, W) in [0, 1], for the top class
+    maps = grad_cam(network, batch)                           # (N, H, W) in [0, 1], for the top class
+    load_classifier("runs/seed").explain(prepared_photos)     # the same through the inference contract
 
 Grad-CAM (Selvaraju et al., 2017): the last conv layer's activations, weighted by the spatial mean of
 the gradient of the class score with respect to them, summed over channels, ReLU, upsampled to the

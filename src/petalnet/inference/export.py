@@ -8,7 +8,8 @@
 After writing, the exported file's logits (ONNX Runtime for onnx) are compared with PyTorch's on real
 photos (the run's val photos, or --check-photos): the max absolute difference is printed and must be
 under 1e-4 (an int8 file: the same top-1 class on at least 90% of them), else the export is reported as
-failed (exit 1) and the files are removed.
+failed (exit 1) and the files are removed. The Python API takes the same settings:
+export_model(ExportSettings(model="runs/seed", out="model.onnx")) (inference/settings.py).
 """
 
 import contextlib
@@ -23,32 +24,31 @@ from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
 from petalnet.pipeline.preprocess import load_eval_photo, normalize_batch
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.utils.fileio import atomic_path, write_json
-from petalnet.data.images import UnreadableImage, is_image_name
+from petalnet.data.folders import list_photos
+from petalnet.data.images import UnreadableImage
 from petalnet.inference.onnx import sidecar_path
 from petalnet.inference.photos import own_val_photos
 from petalnet.inference.quantize import AGREEMENT, agreement, calibration_arrays, quantize_int8
-from petalnet.utils.fields import check_choice
+from petalnet.utils.fields import check_fields
 
-FORMATS = ("onnx", "torchscript")
-QUANTIZE = ("int8",)
 TOLERANCE = 1e-4
 CHECK_PHOTOS = 16
 
 
-def export_model(model, fmt, out, check_photos=None, log=print, quantize=None, calibration_photos=None):
-    """Write `out` and its JSON sidecar; returns whether the parity check passed (else both are removed)."""
-    check_choice("format", fmt, FORMATS)
-    if quantize is not None:
-        check_choice("quantize", quantize, QUANTIZE)
-        if fmt != "onnx":
-            raise UserError(f"--quantize {quantize} needs --format onnx")
+def export_model(settings, log=print):
+    """Write the ExportSettings' file and its JSON sidecar; returns whether the parity check passed (else both
+    are removed). Bad settings raise UserError before anything is written."""
+    check_fields(settings)
+    model, fmt, quantize = settings.model, settings.format, settings.quantize
+    if quantize is not None and fmt != "onnx":
+        raise UserError(f"--quantize {quantize} needs --format onnx")
     ckpt = load_checkpoint(model)
     net = model_from_checkpoint(ckpt, model).eval()
-    spec, out = ckpt.spec, Path(out)
-    batch = photo_batch(ckpt, model, check_photos)
+    spec, out = ckpt.spec, Path(settings.out)
+    batch = photo_batch(ckpt, model, settings.check_photos)
     if fmt == "onnx":
         _require("onnx", "onnxscript", "onnxruntime")
-    calibration = quantize and calibration_arrays(ckpt, model, calibration_photos)  # before writing anything
+    calibration = quantize and calibration_arrays(ckpt, model, settings.calibration_photos)  # before writing
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
@@ -132,7 +132,7 @@ def _exported_logits(path, fmt, batch):
 def photo_batch(ckpt, model, folder=None):
     """Up to CHECK_PHOTOS real photos through the eval transform, normalized (fp32, NCHW)."""
     if folder is not None:
-        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
+        paths = list_photos([folder])
     else:
         paths = own_val_photos(ckpt, model, flag="--check-photos")[1]
     images = []
@@ -148,7 +148,6 @@ def photo_batch(ckpt, model, folder=None):
     return normalize_batch(torch.stack(images), ckpt.spec.mean, ckpt.spec.std)
 
 
-def run_export(model, fmt, out, check_photos=None, quantize=None, calibration_photos=None):
-    return 0 if export_model(model, fmt, out, check_photos, quantize=quantize,
-                             calibration_photos=calibration_photos) else 1
-
+def run_export(settings):
+    """`petalnet export`: 0 when the file is written and passes its parity check, else 1."""
+    return 0 if export_model(settings) else 1

@@ -11,9 +11,11 @@ top-1 agreement and probabilities (int8 logits cannot match fp32 to 1e-4).
 
 import numpy as np
 
-from petalnet.data.images import UnreadableImage, is_image_name
+from petalnet.data.folders import list_photos
+from petalnet.data.images import UnreadableImage
 from petalnet.errors import UserError
 from petalnet.inference.photos import own_photos
+from petalnet.inference.probabilities import softmax
 from petalnet.pipeline.preprocess import eval_array, open_eval_photo
 
 CALIBRATION_PHOTOS = 256  # training photos whose activations set the int8 ranges
@@ -23,10 +25,8 @@ AGREEMENT = 0.9  # least share of check photos whose top-1 class the int8 file m
 
 def calibration_arrays(ckpt, model_path, folder=None, count=CALIBRATION_PHOTOS):
     """Up to `count` photos (float32 (3, S, S), normalized) of `folder`, else of the run's train split."""
-    from pathlib import Path
-
     if folder is not None:
-        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
+        paths = list_photos([folder])
     else:
         paths = own_photos(ckpt, model_path, "train", flag="--calibration-photos")[1]
     step, spec, arrays = max(1, len(paths) // count), ckpt.spec, []
@@ -73,9 +73,5 @@ def quantize_int8(float_path, out_path, arrays):
 
 def agreement(expected_logits, got_logits):
     """(share of rows whose top-1 class agrees, max |probability difference|)."""
-    def softmax(logits):
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-
     same = float(np.mean(expected_logits.argmax(axis=1) == got_logits.argmax(axis=1)))
     return same, float(np.abs(softmax(expected_logits) - softmax(got_logits)).max())

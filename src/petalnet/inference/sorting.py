@@ -18,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 from petalnet.errors import StorageError, UserError
-from petalnet.utils.fields import check_number
+from petalnet.inference.settings import PredictSettings
+from petalnet.utils.fields import check_setting
 
 UNSURE = "_unsure"
 
@@ -96,7 +97,7 @@ class PhotoSorter:
     """Files classified photos into class folders (see the module docstring)."""
 
     def __init__(self, folder, min_prob=0.0, read_folders=()):
-        check_number("min_prob", min_prob, at_least=0, at_most=1)
+        check_setting(PredictSettings, "min_prob", min_prob)  # its bounds: the --min-prob field
         self.folder, self.min_prob = check_sort_folder(folder, read_folders), min_prob
         self.counts, self.ways, self.skipped = Counter(), Counter(), 0
 

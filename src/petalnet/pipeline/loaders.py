@@ -14,8 +14,6 @@ machine decodes only what its ranks need, once), with pil a new share of a commo
 epoch; val is split without padding and gathered back (distributed.py).
 """
 
-import functools
-
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -207,14 +205,12 @@ def memory_budget(config, settings):
 
 
 def _pil_loaders(config, photos, device, settings, rank, world):
-    """The tutorial's path: PIL per photo in DataLoader workers; val through preprocess.eval_tensor, as evaluate."""
+    """The tutorial's path: PIL per photo in DataLoader workers; val through dataset.eval_dataset, as evaluate."""
     from petalnet.pipeline.augment import pil_train_transform  # torchvision: slow to import, only here
-    from petalnet.pipeline.dataset import PhotoDataset
-    from petalnet.pipeline.preprocess import eval_tensor
+    from petalnet.pipeline.dataset import PhotoDataset, eval_dataset
 
     train_set = PhotoDataset(photos.train_paths, photos.train_labels, pil_train_transform(config))
-    val_set = PhotoDataset(photos.val_paths, photos.val_labels,
-                           functools.partial(eval_tensor, size=eval_image_size(config), resize=config.eval_resize))
+    val_set = eval_dataset(photos.val_paths, photos.val_labels, eval_image_size(config), config.eval_resize)
     val = PilBatches(val_set, settings.eval_batch_size, settings, device, False, rank=rank, world=world)
     return (PilBatches(train_set, config.batch_size, settings, device, True, config.seed, rank, world),
             NormalizedBatches(val, config.mean, config.std, device, settings.channels_last))

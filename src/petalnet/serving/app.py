@@ -28,21 +28,12 @@ import time
 from importlib import resources
 
 from petalnet.inference.sorting import is_unsure
-from petalnet.pipeline.preprocess import eval_tensor, open_eval_photo
 from petalnet.errors import UserError
-from petalnet.data.images import UnreadableImage, small_copy
 from petalnet.serving.guards import Admit, Authorize, Deadline, Observe, UploadLimit
 from petalnet.serving.metrics import Metrics
 from petalnet.serving.served import ReloadRefused, ServedModel
 from petalnet.serving.settings import ServeSettings
 
-VIEW_SIZE = 512  # longest side of the photo under a heat map
-
-
-def decode_upload(data, spec, keep_view):
-    """Upload bytes -> (uint8 tensor for the model, small RGB view or None); UnreadableImage if not a photo."""
-    image = open_eval_photo(io.BytesIO(data), spec.image_size, spec.eval_resize)
-    return eval_tensor(image, spec.image_size, spec.eval_resize), small_copy(image, VIEW_SIZE) if keep_view else None
 
 
 def parse_min_prob(*values):
@@ -132,16 +123,15 @@ def create_app(model_path, settings=None, token=None):
 
     async def _classify_upload(upload, topk, explain, min_prob):
         name, explain = upload.filename or "upload", explain and served.current.info["explain"]
-        try:
-            tensor, view = await run_in_threadpool(decode_upload, await upload.read(),
-                                                   served.current.classifier.spec, explain)
-        except UnreadableImage as err:
-            return {"path": name, "error": str(err)}
-        top, heat = await served.batcher.classify(tensor, explain)
+        photo = await run_in_threadpool(served.current.classifier.decode, io.BytesIO(await upload.read()),
+                                        thumbnail=explain)  # the photo under the heat map
+        if photo.error is not None:
+            return {"path": name, "error": photo.error}
+        top, heat = await served.batcher.classify(photo.prepared, explain)
         record = {"path": name, "top": top[:topk]}
         record["unsure"] = is_unsure(record, min_prob)
         if explain:
-            record["heatmap"] = await run_in_threadpool(heatmap_url, view, heat)
+            record["heatmap"] = await run_in_threadpool(heatmap_url, photo.thumbnail, heat)
         return record
 
     return guarded(app, settings, token, metrics)

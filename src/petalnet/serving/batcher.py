@@ -1,6 +1,7 @@
 """Photos of concurrent requests classified together: one model thread, batches of up to 32 photos
 gathered for at most 5 ms. `swap` replaces the classifier between batches (a reload): a batch already
-taken finishes on the model it started with."""
+taken finishes on the model it started with. It uses the classifier's public interface only (rank, explain:
+inference/classifier.py), so any model format serves alike."""
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,14 @@ class Batcher:
         self.queue, self.worker = None, None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="petalnet-model")
 
-    async def classify(self, tensor, explain):
-        """(probabilities of every class, sorted, as records; heat map or None) for one uint8 tensor."""
+    async def classify(self, prepared, explain):
+        """(probabilities of every class, sorted, as records; heat map or None) for one photo prepared by
+        the classifier (Classifier.decode(...).prepared)."""
         if self.worker is None:
             self.queue = asyncio.Queue()
             self.worker = asyncio.get_running_loop().create_task(self._run())
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((tensor, explain, future))
+        await self.queue.put((prepared, explain, future))
         self._count_queue()
         return await future
 
@@ -63,10 +65,8 @@ class Batcher:
 
     @staticmethod
     def _infer(classifier, batch):
-        import torch
-
-        images = torch.stack([tensor for tensor, _, _ in batch])
-        top = classifier._top(images, len(classifier.classes))
+        prepared = [photo for photo, _, _ in batch]
+        top = classifier.rank(prepared, len(classifier.classes))
         wanted = [k for k, (_, explain, _) in enumerate(batch) if explain]
-        heats = dict(zip(wanted, classifier.explain(images[wanted]))) if wanted else {}
+        heats = dict(zip(wanted, classifier.explain([prepared[k] for k in wanted]))) if wanted else {}
         return [(top[k], heats.get(k)) for k in range(len(batch))]

@@ -49,12 +49,11 @@ def model_info(model_path, spec, training):
 
 
 def explainable(classifier):
-    """Whether the network has a last convolution for heat maps (a transformer has none)."""
+    """Whether the model can draw heat maps (a CNN checkpoint can; a transformer cannot)."""
     from petalnet.errors import UserError
-    from petalnet.inference.explain import last_conv
 
     try:
-        last_conv(classifier.model)
+        classifier.check_explain()
         return True
     except UserError:
         return False

@@ -11,7 +11,8 @@
     from_dict(Example, saved)        # known keys only, lists back to tuples
 
 A field is a flag (--name-with-dashes), a positional argument (`positional="?"`, `"+"` or `1`), a switch
-(`switch=True`: a bool flag without a value, such as --json) or none of these (`flag=False`).
+(`switch=True`: a bool flag without a value, such as --json) or none of these (`flag=False`). A field
+declared with `setting(dataclasses.MISSING, ...)` has no default: the API must give it, and its flag is required.
 
 A SettingError names the setting as the Python API spells it (`lr`); the command line prints it as its
 flag (`--lr`). Settings are checked here, in one place, and nowhere else.
@@ -192,10 +193,11 @@ def add_flags(parser, cls, default_text="the recipe's", only=None):
         elif meta.get("switch"):
             parser.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=text)
         else:  # absent from the parsed namespace unless given: a flag may give None (--near-threshold off)
-            shown = default_text if default_text is not None else _shown(f.default)
+            required = bool(meta.get("required")) or f.default is dataclasses.MISSING  # no default: must be given
+            shown = None if required else default_text if default_text is not None else _shown(f.default)
             text += f" (default: {shown})" if shown not in (None, "") else ""
             parser.add_argument(name, type=kind, nargs=nargs, metavar=meta.get("metavar"), help=text,
-                                required=bool(meta.get("required")), default=argparse.SUPPRESS)
+                                required=required, default=argparse.SUPPRESS)
 
 
 def arguments(cls):

@@ -1,0 +1,93 @@
+"""The settings of `petalnet predict`, `evaluate` and `export`, declared once: the flags come from these
+fields (utils/fields.py's add_flags), and so do their help, defaults, choices and bounds. Torch-free, so
+that `petalnet --help` does not wait for PyTorch.
+
+    run_predict(PredictSettings(model="runs/seed", paths=("photos/",), topk=5, json=True))
+    run_evaluate(EvaluateSettings(model="runs/seed", data="new/"))
+    run_export(ExportSettings(model="runs/seed", out="model.onnx", quantize="int8"))
+
+Each command checks its settings once (check_fields) before it reads a photo or writes a file; an API that
+takes one of them as an argument (Classifier.predict's topk) checks it against the same field
+(check_setting). Paths may be given as str or os.PathLike; they are kept as str.
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from petalnet.devices.options import device_setting
+from petalnet.utils.fields import setting
+
+FORMATS = ("onnx", "torchscript")
+QUANTIZE = ("int8",)
+REQUIRED = dataclasses.MISSING  # a field without a default: the API and the command line must give it
+
+
+def _plain(settings):
+    """Path objects as str and lists as tuples, so that the Python API takes what a caller has at hand."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        value = tuple(map(_text, value)) if isinstance(value, list | tuple) else _text(value)
+        object.__setattr__(settings, f.name, value)
+
+
+def _text(value):
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """What `petalnet predict` classifies, with what, and what it writes besides one line per photo."""
+    model: str = setting(REQUIRED, "run folder (uses its best.pt), checkpoint file, or exported .onnx",
+                         positional=1)
+    paths: tuple[str, ...] = setting(REQUIRED, "image files and/or folders (searched recursively)",
+                                     positional="+")
+    topk: int = setting(3, "classes per photo", at_least=1)
+    json: bool = setting(False, "one JSON object per line", switch=True)
+    plot: str | None = setting(None, "save the photos titled with their prediction", metavar="OUT.png")
+    explain: str | None = setting(None, "save a Grad-CAM heat map over each photo here", metavar="OUT_DIR")
+    csv: str | None = setting(None, "also write one row per photo here (spreadsheet-safe)", metavar="FILE")
+    overwrite: bool = setting(False, "replace an existing --csv file", switch=True)
+    sort_into: str | None = setting(None, "hard-link (else copy) each photo to DIR/<class>/; originals are "
+                                    "never changed", metavar="DIR")
+    min_prob: float | None = setting(None, "with --sort-into: photos whose top probability is below P go to "
+                                     "DIR/_unsure (default 0)", at_least=0, at_most=1, metavar="P")
+    device: str = device_setting()
+    batch_size: int = setting(64, "photos per batch", at_least=1)
+    workers: int = setting(0, "threads that decode the next batch while the model scores one; 0: one beside a "
+                           "checkpoint, every core beside an .onnx file", at_least=0)
+
+    def __post_init__(self):
+        _plain(self)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """Which model `petalnet evaluate` scores, on which labelled photos, and where the report goes."""
+    model: str = setting(REQUIRED, "run folder (uses its best.pt) or checkpoint file", positional=1)
+    data: str | None = setting(None, "class folders or a train/val layout (its val/); default: the run's val")
+    out: str | None = setting(None, "folder for report.json and pictures (default: RUN/eval-<name>/)")
+    json: bool = setting(False, "print the report as one JSON object", switch=True)
+    device: str = device_setting()
+    batch_size: int = setting(64, "photos per batch", at_least=1)
+    workers: int = setting(0, "decoding processes", at_least=0)
+
+    def __post_init__(self):
+        _plain(self)
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What `petalnet export` writes, and the photos its parity check (and int8 calibration) reads."""
+    model: str = setting(REQUIRED, "run folder (uses its best.pt) or checkpoint file", positional=1)
+    out: str = setting(REQUIRED, "file to write (a .json with classes and transform beside it)")
+    format: str = setting("onnx", "file format", choices=FORMATS)
+    check_photos: str | None = setting(None, "photos for the parity check (default: the run's val photos)",
+                                       metavar="DIR")
+    quantize: str | None = setting(None, "int8 weights and activations (ONNX Runtime, static): smaller and "
+                                   "faster on CPUs", choices=QUANTIZE)
+    calibration_photos: str | None = setting(None, "photos that set the int8 ranges (default: 256 of the run's "
+                                             "train photos)", metavar="DIR")
+
+    def __post_init__(self):
+        _plain(self)
