@@ -2,7 +2,6 @@
 refusals."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CLASSES, SMALL, SMALL_SIZE, cli, metrics, run_petalnet, shown
+from conftest import CLASSES, SMALL, SMALL_SIZE, cli, linked_copy, metrics, run_petalnet, shown
 from imagegen import make_flower_folders, truncated_jpeg
 from petalnet.training.runs import METRIC_COLUMNS, RUN_FILES
 from petalnet.training.train import train
@@ -90,7 +89,7 @@ def test_overwrite_replaces_a_run(made_photos, tmp_path):
 
 def test_finished_run_resumed_says_so(trained_run, tmp_path, capsys):
     run = tmp_path / "copy"
-    shutil.copytree(trained_run, run)
+    linked_copy(trained_run, run)
     assert cli("train", "--out", run, "--resume", "--device", "cpu", "--lr", "0.1") == 0
     out = capsys.readouterr().out
     assert "already finished 2 epochs" in out and "--lr is ignored with --resume (the run keeps 0.0002)" in out
