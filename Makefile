@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_RUN ?= runs/demo
 DEMO_RECIPE ?= seed
 
-.PHONY: install test demo bench clean-demo
+.PHONY: install test test-quick coverage demo bench clean-demo
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The whole suite (CI's: .ci/run).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The inner loop: every test not marked slow, touching every subpackage of src/petalnet. It leaves out the
+# tests marked @pytest.mark.slow: torchrun (test_training_distributed), crashes (test_training_crashes),
+# benchmarks/ (test_benchmarks), the checks of the real photos, the fine-tuned run (test_finetune), the
+# lever and sprint runs, old runs (test_compat_old_runs), serve's guarded and TLS servers and the browser.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# Line coverage of src/petalnet by the whole suite, child processes (CLI, torchrun, servers) included.
+coverage: $(STAMP)
+	rm -rf .coverage-data && mkdir .coverage-data
+	COVERAGE_FILE=$(CURDIR)/.coverage-data/coverage $(PY) -m coverage run -m pytest -q
+	COVERAGE_FILE=.coverage-data/coverage $(PY) -m coverage combine -q .coverage-data
+	COVERAGE_FILE=.coverage-data/coverage $(PY) -m coverage report
 
 # Speed of training and inference against the model alone and the tutorial's pipeline (~2 min on CPU).
 bench: $(STAMP)

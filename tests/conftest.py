@@ -11,7 +11,12 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: no bars in test logs
 
+import contextlib  # noqa: E402
 import csv  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,6 +37,16 @@ def flower_dir():
     return Path(value) if value else None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def children_temp_folder(tmp_path_factory):
+    """TMPDIR for every child process (torchrun's torchelastic_* folders, servers, benchmarks): a folder of
+    the session's own, removed with it when the session passes (pyproject's tmp_path_retention_policy)."""
+    folder = tmp_path_factory.mktemp("children-tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def flowers():
     """The real flower_photos folder, or skip."""
@@ -41,6 +56,24 @@ def flowers():
     if not path.is_dir():
         pytest.skip(f"PETALNET_DATA={path} is not a folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_report(flowers):
+    """`petalnet data check $PETALNET_DATA --json`'s report: the real photos decoded and compared once for
+    every test that reads it (a scan of flower_photos takes seconds, and more from a cold disk)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["data", "check", str(flowers), "--json"]) == 0
+    return json.loads(out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def real_split(flowers):
+    """The split `petalnet train` makes of $PETALNET_DATA (10% val, seed 0), made once."""
+    from petalnet.data.split import make_split
+
+    return make_split(flowers, 0.1, 0, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -73,11 +106,36 @@ def sample_photos(tmp_path_factory):
 def trained_run(made_photos, tmp_path_factory):
     """One run trained through the CLI: recipe seed, 64 px, 2 epochs, on `made_photos`.
 
-    Tests read it; a test that changes a run works on a copy (shutil.copytree)."""
+    Tests read it; a test that changes a run works on a `linked_copy`. At the end of the session every file
+    must be as training left it: a test that wrote into a hard-linked checkpoint fails here."""
     run = tmp_path_factory.mktemp("runs") / "small"
     code = main(["train", "--data", str(made_photos), "--out", str(run), "--epochs", "2", *SMALL])
     assert code == 0
-    return run
+    before = fingerprint(run)
+    yield run
+    assert fingerprint(run) == before, "a test changed the session's trained run (write into a linked_copy instead)"
+
+
+def fingerprint(folder):
+    """{relative path: sha256} of every file under `folder`."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def linked_copy(run, dest):
+    """A copy of the run folder `run` at `dest` whose checkpoints (*.pt, the bulk of a run: an AlexNet's
+    best.pt and last.pt take 233 MB) are hard links to the originals and whose other files are copies.
+
+    `train --resume`, `export`, `evaluate` and serve's reload only ever replace a checkpoint (fileio's atomic
+    rename: a new file, the link broken), never write into it; a test that changes a checkpoint of the copy
+    must do the same (torch.save to another name, then os.replace; or unlink it first)."""
+    def link_checkpoints(source, target):
+        if source.endswith(".pt"):
+            os.link(source, target)
+        else:
+            shutil.copy2(source, target)
+
+    return Path(shutil.copytree(run, dest, copy_function=link_checkpoints))
 
 
 def stop_after_epoch(monkeypatch, epochs):

@@ -8,12 +8,11 @@ of their time), so the weights are the same and so must be every prediction.
 """
 
 import json
-import shutil
 
 import pytest
 import torch
 
-from conftest import cli, metrics
+from conftest import cli, linked_copy, metrics
 from petalnet.serving.client import get_json, post_photos
 from server_process import ServerProcess
 
@@ -49,10 +48,11 @@ def old_checkpoint(path, version, last):
 
 def make_old_run(trained_run, folder, version):
     """A copy of `trained_run` with best.pt, last.pt, config.json and metrics.csv as `version` wrote them."""
-    shutil.copytree(trained_run, folder)
+    linked_copy(trained_run, folder)
     for name in ("best.pt", "last.pt"):
         old = old_checkpoint(folder / name, version, last=name == "last.pt")
         assert set(old["config"]) == set(CONFIG_KEYS[version])  # today's run holds every key older ones did
+        (folder / name).unlink()  # a hard link to trained_run's: write a file of its own
         torch.save(old, folder / name)
     config = json.loads((folder / "config.json").read_text())
     written = {**{k: config[k] for k in CONFIG_KEYS[version]}, "num_train": config["num_train"],
@@ -141,7 +141,7 @@ def test_resume_an_old_run(version, trained_run, tmp_path, capsys):
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 3
     if version == "0.2.0":
         today = tmp_path / "today"
-        shutil.copytree(trained_run, today)
+        linked_copy(trained_run, today)
         assert cli("train", "--out", today, "--resume", "--epochs", "3", "--device", "cpu") == 0
         assert metrics(run) == metrics(today)
         a, b = (torch.load(r / "last.pt", weights_only=True)["model"] for r in (run, today))

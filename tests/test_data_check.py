@@ -60,9 +60,8 @@ def test_check_train_val_layout_finds_leaks_between_them(tmp_path, capsys):
     assert leak["folders"] == ["train/a", "val/a"] and leak["across_folders"]
 
 
-def test_check_real_flower_photos(flowers, capsys):
-    assert cli("data", "check", flowers, "--json") == 0
-    report = json.loads(capsys.readouterr().out)
+def test_check_real_flower_photos(real_report):
+    report = real_report
     assert report["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     assert report["total"] == sum(report["counts"].values()) > 3000
     across = [g for g in report["duplicates"] if g["across_folders"]]
@@ -87,8 +86,7 @@ def test_check_reports_class_shares_and_warns_when_imbalanced(tmp_path, capsys):
     assert "warning: the classes are imbalanced (largest / smallest above 3)" in out
 
 
-def test_real_flower_photos_are_mildly_imbalanced(flowers, capsys):
-    assert cli("data", "check", flowers, "--json") == 0
-    report = json.loads(capsys.readouterr().out)
+def test_real_flower_photos_are_mildly_imbalanced(real_report):
+    report = real_report
     assert 1.3 < report["imbalance_ratio"] < 1.6 and not report["imbalanced"]
     assert max(report["class_shares"], key=report["class_shares"].get) == "dandelion"

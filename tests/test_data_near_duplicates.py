@@ -10,7 +10,6 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from conftest import cli
 from imagegen import cut, jpeg_again
-from petalnet.data.check import scan_photos
 from petalnet.data.near_duplicates import (DEFAULT_THRESHOLD, connected_groups, fingerprint, near_duplicate_pairs,
                                            photo_groups)
 from petalnet.data.split import make_split
@@ -181,13 +180,11 @@ def test_split_keeps_near_duplicate_groups_on_one_side(tmp_path):
         assert split.near_duplicate_groups == 2 and split.near_threshold == DEFAULT_THRESHOLD
 
 
-def test_the_split_of_flower_photos_leaves_no_near_duplicate_group_across_train_and_val(flowers):
-    scan = scan_photos(flowers, progress=False, looks=True)
-    paths, _, digests, looks = scan.readable()
-    groups, _ = photo_groups(digests, looks)
+def test_the_split_of_flower_photos_leaves_no_near_duplicate_group_across_train_and_val(real_report, real_split):
+    """The groups `data check` finds (byte-identical and near) against the split `train` makes."""
+    groups = [group["paths"] for group in real_report["near_duplicates"]]
     assert 20 <= len(groups) <= 45  # 30 on 2026-12-02 (docs/near-duplicates.md)
-    split = make_split(flowers, 0.1, 0, progress=False)
-    val = {rel for rel, _ in split.val}
-    rel = [str(path.relative_to(flowers)) for path in paths]
-    assert not [g for g in groups if 0 < sum(rel[i] in val for i in g) < len(g)]
-    assert split.near_duplicate_groups == len(groups)
+    assert real_report["near_threshold"] == DEFAULT_THRESHOLD == real_split.near_threshold
+    val = {rel for rel, _ in real_split.val}
+    assert not [g for g in groups if 0 < sum(rel in val for rel in g) < len(g)]
+    assert real_split.near_duplicate_groups == len(groups)

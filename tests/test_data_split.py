@@ -68,8 +68,8 @@ def test_bad_val_fraction(photos, tmp_path, capsys, fraction):
     assert not (tmp_path / "x").exists()
 
 
-def test_real_flower_photos_split_has_no_leak(flowers):
-    split = make_split(flowers, 0.1, 0, progress=False)
+def test_real_flower_photos_split_has_no_leak(flowers, real_split):
+    split = real_split
     digest = {}
     for part in ("train", "val"):
         for rel, _ in split.part(part):

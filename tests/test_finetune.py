@@ -6,12 +6,11 @@ import contextlib
 import csv
 import io
 import json
-import shutil
 
 import pytest
 import torch
 
-from conftest import CLASSES, cli
+from conftest import CLASSES, cli, linked_copy
 from petalnet.errors import UserError
 from petalnet.models.networks import body_layers, build_model, head_parameters
 from petalnet.models.weights import find_weights, read_weights
@@ -151,7 +150,7 @@ def test_explain_writes_a_heat_map(finetuned, unseen_photos, tmp_path, capsys):
 def test_resume_continues_with_the_frozen_schedule(finetuned, imagenet_state, tmp_path):
     run, _ = finetuned
     copy = tmp_path / "run"
-    shutil.copytree(run, copy)
+    linked_copy(run, copy)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert cli("train", "--out", copy, "--resume", "--epochs", "3", "--device", "cpu") == 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CLASSES, cli, run_petalnet, shown
+from conftest import CLASSES, cli
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.models.networks import build_model
 
@@ -120,10 +120,10 @@ def test_export_writes_an_onnx_that_predicts_like_the_folder(tutorial, made_phot
         assert all(abs(a[c] - b[c]) <= 2e-3 for c in CLASSES), (photo, a, b)
 
 
-def test_export_without_check_photos_names_the_flag_to_pass(tutorial, tmp_path):
-    done = run_petalnet("export", tutorial, "--format", "onnx", "--out", tmp_path / "t.onnx")
-    assert done.returncode == 2, shown(done)
-    assert done.stderr.count("\n") == 1 and "--check-photos" in done.stderr, shown(done)  # export has no --data
+def test_export_without_check_photos_names_the_flag_to_pass(tutorial, tmp_path, capsys):
+    assert cli("export", tutorial, "--format", "onnx", "--out", tmp_path / "t.onnx") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--check-photos" in err, err  # export has no --data
     assert not (tmp_path / "t.onnx").exists()
 
 
@@ -132,13 +132,13 @@ def test_export_without_check_photos_names_the_flag_to_pass(tutorial, tmp_path):
     ('{"0": "daisy", "2": "roses"}', "must map the indices 0..N-1"),
     ("[daisy", "cannot read"),
 ])
-def test_a_class_file_that_does_not_fit_is_one_line(tutorial, sample_photos, tmp_path, content, said):
+def test_a_class_file_that_does_not_fit_is_one_line(tutorial, sample_photos, tmp_path, capsys, content, said):
     broken = tmp_path / "broken"
     shutil.copytree(tutorial, broken)
     (broken / "class_indices.json").write_text(content)
-    done = run_petalnet("predict", broken, sample_photos[0], "--device", "cpu")
-    assert done.returncode == 2, shown(done)
-    assert done.stderr.count("\n") == 1 and said in done.stderr and "Traceback" not in done.stderr, shown(done)
+    assert cli("predict", broken, sample_photos[0], "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err, err
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +164,14 @@ def test_train_init_starts_from_the_tutorials_weights(init_run, tutorial):
                               best["features.0.weight"], atol=1e-3)
 
 
-def test_train_init_from_a_run_with_other_classes_is_refused_before_anything_is_written(init_run, tmp_path):
+def test_train_init_from_a_run_with_other_classes_is_refused_before_anything_is_written(init_run, tmp_path, capsys):
     from imagegen import make_flower_folders
 
     four = make_flower_folders(tmp_path / "four", CLASSES[:4], 10)
     run = tmp_path / "run"
-    done = run_petalnet("train", "--init", init_run, "--data", four, "--out", run, "--epochs", "1", "--image-size",
-                        "64", "--recipe", "seed", "--device", "cpu")
-    assert done.returncode == 2, shown(done)
-    assert done.stderr.count("\n") == 1 and "trained on the classes daisy, dandelion" in done.stderr, shown(done)
-    assert "not daisy, dandelion, roses, sunflowers (in this order)" in done.stderr, shown(done)
+    assert cli("train", "--init", init_run, "--data", four, "--out", run, "--epochs", "1", "--image-size", "64",
+               "--recipe", "seed", "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trained on the classes daisy, dandelion" in err, err
+    assert "not daisy, dandelion, roses, sunflowers (in this order)" in err, err
     assert not run.exists(), sorted(p.name for p in run.iterdir())  # exit 2: nothing was written (errors.py)

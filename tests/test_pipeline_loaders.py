@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import SMALL, cli, metrics, run_petalnet, shown
+from conftest import SMALL, cli, metrics
 from imagegen import make_class_folders
 from petalnet.config.train import TrainConfig
 from petalnet.devices.settings import DeviceSettings
@@ -139,11 +139,10 @@ def test_photos_read_from_a_store_on_disk_train_exactly_as_in_memory(trained_run
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
 
 
-def test_a_memory_budget_below_one_batch_is_refused_in_one_line(made_photos, tmp_path):
-    done = run_petalnet("train", "--data", made_photos, "--out", tmp_path / "run", *SMALL, "--batch-size", "64",
-                        "--cache-memory", "0.001")
-    assert done.returncode == 2, shown(done)
-    assert done.stderr.strip().splitlines() == [
+def test_a_memory_budget_below_one_batch_is_refused_in_one_line(made_photos, tmp_path, capsys):
+    assert cli("train", "--data", made_photos, "--out", tmp_path / "run", *SMALL, "--batch-size", "64",
+               "--cache-memory", "0.001") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "petalnet: error: --cache-memory 0.001 GiB is less than one batch of decoded photos can take (0.002 GiB at "
-        "batch size 64, cache size 73)"], shown(done)
+        "batch size 64, cache size 73)"]
     assert not (tmp_path / "run").exists()

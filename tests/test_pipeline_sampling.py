@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import SMALL, cli, run_petalnet, shown
+from conftest import SMALL, cli
 from imagegen import make_class_folders
 from petalnet.config.train import TrainConfig
 from petalnet.devices.settings import DeviceSettings
@@ -65,12 +65,13 @@ def test_train_records_class_weights_and_sampler(skewed_photos, tmp_path):
     assert cli("train", "--out", run, "--resume", "--epochs", "2") == 0  # resumes with both
 
 
-def test_imbalance_flags_refuse_what_they_cannot_do_in_one_line(skewed_photos, tmp_path):
+def test_imbalance_flags_refuse_what_they_cannot_do_in_one_line(skewed_photos, tmp_path, capsys):
     made = make_class_folders(tmp_path / "one", {"only": 6})
-    done = run_petalnet("train", "--data", made, "--out", tmp_path / "r1", *SMALL, "--class-weights", "balanced")
-    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        "petalnet: error: --class-weights balanced needs at least two classes"], shown(done)
-    done = run_petalnet("train", "--data", skewed_photos, "--out", tmp_path / "r2", *SMALL, "--pipeline", "pil",
-                        "--sampler", "balanced")
-    assert done.returncode == 2 and "need(s) --pipeline cache" in done.stderr and "sampler" in done.stderr, shown(done)
+    assert cli("train", "--data", made, "--out", tmp_path / "r1", *SMALL, "--class-weights", "balanced") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "petalnet: error: --class-weights balanced needs at least two classes"]
+    assert cli("train", "--data", skewed_photos, "--out", tmp_path / "r2", *SMALL, "--pipeline", "pil",
+               "--sampler", "balanced") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "need(s) --pipeline cache" in err and "sampler" in err, err
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()

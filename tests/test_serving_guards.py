@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from conftest import cli
+from conftest import cli, linked_copy
 from petalnet.serving.client import call, get_json, post_photos
 from reverse_proxy import CLIENT, ReverseProxy
 from server_process import ServerProcess
@@ -32,8 +32,19 @@ ENDPOINTS = [("GET", "/model"), ("POST", "/predict"), ("GET", "/metrics"), ("POS
 
 @pytest.fixture(scope="module")
 def run_copy(trained_run, tmp_path_factory):
-    """A copy of the trained run whose best.pt the reload tests replace (and put back)."""
-    return shutil.copytree(trained_run, tmp_path_factory.mktemp("served") / "run")
+    """A copy of the trained run whose best.pt the reload tests replace (and put back): its checkpoints are
+    hard links, so each change is a new file renamed over best.pt (`replace`), as `train` writes them."""
+    return linked_copy(trained_run, tmp_path_factory.mktemp("served") / "run")
+
+
+def replace(path, content):
+    """Put `content` (bytes, or a dict for torch.save) at `path` by renaming a new file over it."""
+    new = path.with_name(path.name + ".new")
+    if isinstance(content, bytes):
+        new.write_bytes(content)
+    else:
+        torch.save(content, new)
+    os.replace(new, path)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +226,7 @@ def test_reload_under_load_loses_no_request_and_refuses_a_bad_checkpoint(guarded
                 status, _, body = request(guarded, "POST", "/reload", guarded.token)
                 assert status == 200 and json.loads(body)["status"] == "reloaded", body
                 shutil.copyfile(best, run_copy / "changed.pt")
-                best.write_bytes(original)
+                replace(best, original)
                 guarded.process.send_signal(signal.SIGHUP)
                 wanted = reloaded + 2 * round_
                 wait_for(lambda wanted=wanted: counter(guarded, 'petalnet_reloads_total{result="ok"}') >= wanted, 20)
@@ -226,15 +237,15 @@ def test_reload_under_load_loses_no_request_and_refuses_a_bad_checkpoint(guarded
     assert len(answers) > 20 and set(answers) == {200}, answers
     assert abs(top_prob(guarded, photo) - before) > 1e-4  # the changed model serves now
     assert "petalnet: reloaded" in guarded.stderr()
-    best.write_bytes(b"not a checkpoint")
+    replace(best, b"not a checkpoint")
     status, _, body = request(guarded, "POST", "/reload", guarded.token)
     assert status == 422 and "old model keeps serving" in json.loads(body)["detail"], body
     other = torch.load(run_copy / "last.pt", weights_only=True)
     other["meta"]["classes"] = other["meta"]["classes"][::-1]
-    torch.save(other, best)
+    replace(best, other)
     status, _, body = request(guarded, "POST", "/reload", guarded.token)
     assert status == 409 and "classes differ" in json.loads(body)["detail"], body
-    best.write_bytes(original)
+    replace(best, original)
     guarded.process.send_signal(signal.SIGHUP)
     wait_for(lambda: top_prob(guarded, photo) == pytest.approx(before, rel=1e-5), 20)
 

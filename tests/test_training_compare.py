@@ -2,12 +2,11 @@
 it, runs as older versions wrote them, and bad input (one line, exit 2, nothing written)."""
 
 import json
-import shutil
 import statistics
 
 import pytest
 
-from conftest import cli, metrics, run_petalnet, shown
+from conftest import cli, linked_copy, metrics, run_petalnet, shown
 from petalnet.config.run import METRIC_COLUMNS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +19,7 @@ FAST_ROWS = [  # epoch, val_acc, epoch_seconds, train_images_per_s, elapsed_s
 def fast_run(trained_run, tmp_path):
     """A copy of the small run as if trained with recipe fast for 3 epochs, best at epoch 2."""
     run = tmp_path / "fast"
-    shutil.copytree(trained_run, run)
+    linked_copy(trained_run, run)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "recipe": "fast"}))
     lines = [",".join(METRIC_COLUMNS)] + [f"{e},1.0,1.1,{acc},0.001,64,64,{secs},{speed},{elapsed}"
@@ -31,7 +30,7 @@ def fast_run(trained_run, tmp_path):
 
 def old_run(trained_run, folder, config_keys=("recipe", "model", "epochs")):
     """A copy of the small run with metrics.csv and config.json as petalnet 0.1 wrote them (no elapsed_s)."""
-    shutil.copytree(trained_run, folder)
+    linked_copy(trained_run, folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({k: config[k] for k in config_keys}))
     rows = metrics(folder, drop_timings=False)
@@ -117,7 +116,7 @@ def test_bad_input_is_one_line_and_writes_nothing(problem, trained_run, tmp_path
     elif problem == "a file":
         bad.write_text("hello")
     elif problem == "bad metrics":
-        shutil.copytree(trained_run, bad)
+        linked_copy(trained_run, bad)
         (bad / "metrics.csv").write_text("step,loss\n1,0.5\n")
     picture = tmp_path / "out.png"
     assert cli("compare", trained_run, bad, "--plot", picture) == 2

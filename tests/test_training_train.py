@@ -3,7 +3,6 @@ refusals."""
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CLASSES, SMALL, SMALL_SIZE, cli, metrics, run_petalnet, shown
+from conftest import CLASSES, SMALL, SMALL_SIZE, cli, linked_copy, metrics, run_petalnet, shown
 from imagegen import make_flower_folders, truncated_jpeg
 from petalnet.config.run import METRIC_COLUMNS, RUN_FILES, RunFolder
 from petalnet.config.train import TrainConfig
@@ -101,7 +100,7 @@ def test_overwrite_replaces_a_run(made_photos, tmp_path):
 
 def test_finished_run_resumed_says_so(trained_run, tmp_path, capsys):
     run = tmp_path / "copy"
-    shutil.copytree(trained_run, run)
+    linked_copy(trained_run, run)
     assert cli("train", "--out", run, "--resume", "--device", "cpu", "--lr", "0.1") == 0
     out = capsys.readouterr().out
     assert "already finished 2 epochs" in out and "--lr is ignored with --resume (the run keeps 0.0002)" in out
@@ -169,19 +168,6 @@ def test_bad_flag_values_exit_2_with_one_line_and_write_nothing(made_photos, tmp
 def test_cuda_without_a_gpu_is_refused(made_photos, tmp_path, capsys):
     assert cli("train", "--data", made_photos, "--out", tmp_path / "run", "--device", "cuda") == 2
     assert "--device cuda: no CUDA GPU is available" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
-
-
-def test_bad_data_paths_exit_2_in_a_child_process(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "loose.jpg").write_bytes(b"")
-    cases = [(tmp_path / "missing", "no such folder"), (empty, "no class folders")]
-    for data, message in cases:
-        result = run_petalnet("train", "--data", data, "--out", tmp_path / "run")
-        assert result.returncode == 2, shown(result)
-        assert message in result.stderr and result.stderr.count("\n") == 1, shown(result)
-        assert "Traceback" not in result.stderr, shown(result)
     assert not (tmp_path / "run").exists()
 
 
