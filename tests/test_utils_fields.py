@@ -114,3 +114,19 @@ def test_plain_json_and_back():
     assert to_dict(example) == {"lr": 0.1, "epochs": 10, "optimizer": "adam", "crop": [0.2, 0.9], "size": None,
                                 "flip": True, "hidden": "x"}
     assert list(to_dict(example)) == [name for name in Example.__dataclass_fields__]
+
+
+def test_every_command_settings_take_paths_and_lists_as_a_caller_has_them(tmp_path):
+    """The Python API takes Path objects and lists; the settings keep str and tuples, the fields' types."""
+    from petalnet.data.settings import CheckSettings, SplitSettings
+    from petalnet.inference.settings import PredictSettings
+    from petalnet.serving.settings import ServeSettings
+    from petalnet.training.compare import CompareSettings
+
+    made = [CompareSettings(runs=[tmp_path / "a", "b"]), CheckSettings(dir=tmp_path),
+            SplitSettings(src=tmp_path, out=tmp_path / "out"), ServeSettings(tls_cert=tmp_path / "c.pem"),
+            PredictSettings(model=tmp_path, paths=[tmp_path / "x.jpg"])]
+    for settings in made:
+        check_fields(settings)
+    assert made[0].runs == (str(tmp_path / "a"), "b") and made[1].dir == str(tmp_path)
+    assert made[4].paths == (str(tmp_path / "x.jpg"),) and made[3].tls_cert == str(tmp_path / "c.pem")

@@ -18,7 +18,7 @@ from petalnet.errors import UserError
 from petalnet.models.names import check_model_name
 from petalnet.data.settings import SplitSettings
 from petalnet.devices.options import device_setting
-from petalnet.utils.fields import SettingError, check_fields, setting, setting_like
+from petalnet.utils.fields import PlainValues, SettingError, check_fields, setting, setting_like
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine")
@@ -106,7 +106,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TrainRequest:
+class TrainRequest(PlainValues):
     """`petalnet train`'s arguments beside what the run learns (TrainConfig) and how fast it runs here
     (devices/options.py's DeviceOptions): the photos, the run folder, the recipe, the device, new or resumed."""
     data: str | None = setting(None, "class folders or train/val layout (default: $PETALNET_DATA)")

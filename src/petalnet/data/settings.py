@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 
 from petalnet.data.near_duplicates import DEFAULT_THRESHOLD
-from petalnet.utils.fields import setting, setting_like
+from petalnet.utils.fields import PlainValues, setting, setting_like
 
 
 def threshold_or_off(text):
@@ -24,14 +24,14 @@ def threshold_or_off(text):
 
 
 @dataclass(frozen=True)
-class GetSettings:
+class GetSettings(PlainValues):
     """`petalnet data get`: fetch flower_photos (or unpack an archive you have) and check it."""
     source: str | None = setting(None, "URL or local .tgz (default: the official archive)")
     dest: str | None = setting(None, "folder to put it in (default: $PETALNET_HOME or ~/.cache/petalnet)")
 
 
 @dataclass(frozen=True)
-class CheckSettings:
+class CheckSettings(PlainValues):
     """`petalnet data check`: count photos, find unreadable files, exact and near duplicates."""
     dir: str | None = setting(None, "folder of class folders or train/val (default: $PETALNET_DATA)", positional="?")
     json: bool = setting(False, "print one JSON object", switch=True)
@@ -44,7 +44,7 @@ class CheckSettings:
 
 
 @dataclass(frozen=True)
-class SplitSettings:
+class SplitSettings(PlainValues):
     """`petalnet data split`: a train/val layout of hard links, stratified, reproducible, leak-free."""
     src: str | None = setting(None, "folder of class folders (default: $PETALNET_DATA)", positional="?")
     out: str = setting(None, "new folder for train/ and val/", required=True)

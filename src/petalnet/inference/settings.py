@@ -12,31 +12,18 @@ takes one of them as an argument (Classifier.predict's topk) checks it against t
 """
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 from petalnet.devices.options import device_setting
-from petalnet.utils.fields import setting
+from petalnet.utils.fields import PlainValues, setting
 
 FORMATS = ("onnx", "torchscript")
 QUANTIZE = ("int8",)
 REQUIRED = dataclasses.MISSING  # a field without a default: the API and the command line must give it
 
 
-def _plain(settings):
-    """Path objects as str and lists as tuples, so that the Python API takes what a caller has at hand."""
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        value = tuple(map(_text, value)) if isinstance(value, list | tuple) else _text(value)
-        object.__setattr__(settings, f.name, value)
-
-
-def _text(value):
-    return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-
 @dataclass(frozen=True)
-class PredictSettings:
+class PredictSettings(PlainValues):
     """What `petalnet predict` classifies, with what, and what it writes besides one line per photo."""
     model: str = setting(REQUIRED, "run folder (uses its best.pt), checkpoint file, or exported .onnx",
                          positional=1)
@@ -57,12 +44,9 @@ class PredictSettings:
     workers: int = setting(0, "threads that decode the next batch while the model scores one; 0: one beside a "
                            "checkpoint, every core beside an .onnx file", at_least=0)
 
-    def __post_init__(self):
-        _plain(self)
-
 
 @dataclass(frozen=True)
-class EvaluateSettings:
+class EvaluateSettings(PlainValues):
     """Which model `petalnet evaluate` scores, on which labelled photos, and where the report goes."""
     model: str = setting(REQUIRED, "run folder (uses its best.pt) or checkpoint file", positional=1)
     data: str | None = setting(None, "class folders or a train/val layout (its val/); default: the run's val")
@@ -72,12 +56,9 @@ class EvaluateSettings:
     batch_size: int = setting(64, "photos per batch", at_least=1)
     workers: int = setting(0, "decoding processes", at_least=0)
 
-    def __post_init__(self):
-        _plain(self)
-
 
 @dataclass(frozen=True)
-class ExportSettings:
+class ExportSettings(PlainValues):
     """What `petalnet export` writes, and the photos its parity check (and int8 calibration) reads."""
     model: str = setting(REQUIRED, "run folder (uses its best.pt) or checkpoint file", positional=1)
     out: str = setting(REQUIRED, "file to write (a .json with classes and transform beside it)")
@@ -88,6 +69,3 @@ class ExportSettings:
                                    "faster on CPUs", choices=QUANTIZE)
     calibration_photos: str | None = setting(None, "photos that set the int8 ranges (default: 256 of the run's "
                                              "train photos)", metavar="DIR")
-
-    def __post_init__(self):
-        _plain(self)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from petalnet.errors import UserError
 from petalnet.devices.options import device_setting
-from petalnet.utils.fields import check_fields, setting
+from petalnet.utils.fields import PlainValues, check_fields, setting
 
 TOKEN_ENV = "PETALNET_TOKEN"
 MIN_TOKEN_CHARS = 16
@@ -28,7 +28,7 @@ LOG_FORMATS = ("text", "json", "off")
 
 
 @dataclass(frozen=True)
-class ServeSettings:
+class ServeSettings(PlainValues):
     """How `petalnet serve` runs: where it listens, who may call it, how much work it takes on."""
     host: str = setting("127.0.0.1", "address to bind (127.0.0.1: this machine only; any other needs a token)")
     port: int = setting(8000, "port", at_least=1, at_most=65535)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from petalnet.config.run import RunFolder
 from petalnet.errors import UserError
-from petalnet.utils.fields import check_fields, setting
+from petalnet.utils.fields import PlainValues, check_fields, setting
 
 COLUMNS = [("run", "run"), ("recipe", "recipe"), ("model", "model"), ("epochs", "epochs"),
            ("best_val_acc", "best val_acc"), ("best_epoch", "best epoch"), ("wall_s", "wall time"),
@@ -26,7 +26,7 @@ COLUMNS = [("run", "run"), ("recipe", "recipe"), ("model", "model"), ("epochs", 
 
 
 @dataclass(frozen=True)
-class CompareSettings:
+class CompareSettings(PlainValues):
     """`petalnet compare`'s settings (its flags come from these fields)."""
     runs: tuple[str, ...] = setting((), "run folders (each with config.json and metrics.csv)", positional="+",
                                     metavar="RUN")

@@ -20,6 +20,7 @@ flag (`--lr`). Settings are checked here, in one place, and nowhere else.
 
 import argparse
 import dataclasses
+import os
 import types
 import typing
 
@@ -39,6 +40,21 @@ class SettingError(UserError):
 
     def as_flag(self):
         return self.sentence.format("--" + self.setting.replace("_", "-"))
+
+
+class PlainValues:
+    """Base of a settings dataclass that the Python API fills with what a caller has at hand: Path objects
+    are kept as str, lists as tuples (the fields' types)."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _plain(getattr(self, f.name)))
+
+
+def _plain(value):
+    if isinstance(value, list | tuple):
+        return tuple(_plain(item) for item in value)
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def setting(default, help, choices=None, at_least=None, above=None, at_most=None, below=None, flag=True,
