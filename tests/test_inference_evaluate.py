@@ -242,6 +242,14 @@ def test_other_class_names_fail_cleanly(trained_run, tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+def test_an_exported_onnx_file_is_named_as_such(tmp_path, capsys):
+    onnx = tmp_path / "model.onnx"  # evaluate runs the PyTorch network: predict is the command for an .onnx
+    onnx.write_bytes(b"onnx")
+    assert cli("evaluate", onnx, "--data", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is an exported ONNX model" in err and "run folder or its .pt" in err, err
+
+
 def test_moved_dataset_is_a_clear_error(trained_run, tmp_path, capsys):
     moved = tmp_path / "moved_run"
     moved.mkdir()

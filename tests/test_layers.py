@@ -75,7 +75,7 @@ def violations(path, source=None):
             continue  # the version string: a constant, not a dependency on what __init__ re-exports
         if layer_of(module) > mine:
             found.append(f"{rel}:{line} imports {module} (layer {layer_of(module)} > {mine})")
-        if module in COMMANDS and module != name and name.split(".")[1] in COMMAND_PARENTS:
+        if module in COMMANDS and module != name and name.partition(".")[2].split(".")[0] in COMMAND_PARENTS:
             found.append(f"{rel}:{line} imports the command module {module} (only cli.py does)")
     return found
 

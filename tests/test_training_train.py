@@ -1,4 +1,4 @@
-"""`petalnet train` (training/train.py, runs.py, photos.py): the run folder, resume, reproducibility,
+"""`petalnet train` (training/train.py, config/run.py, photos.py): the run folder, resume, reproducibility,
 refusals."""
 
 import dataclasses
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import petalnet
 
 from conftest import CLASSES, SMALL, SMALL_SIZE, cli, linked_copy, metrics, run_petalnet, shown
 from imagegen import make_flower_folders, truncated_jpeg
@@ -75,6 +77,7 @@ def test_python_api_trains_with_typed_overrides_and_options(made_photos, tmp_pat
     assert config["batch_size"] == 45 and config["crop_scale"] == [0.5, 1.0]
     assert config["device_settings"]["workers"] == 1 and config["device_settings"]["why"]["workers"] == "--workers"
     assert config["device_settings"]["eval_batch_size"] == 4 and config["device_settings"]["channels_last"] is False
+    assert petalnet.train is train  # the package's own name for it
     with pytest.raises(UserError, match="config= is a whole run's settings"):  # before anything is read
         train(made_photos, tmp_path / "both", recipe="seed", config=TrainConfig(), device="cpu")
     with pytest.raises(UserError, match="config must be a TrainConfig"):

@@ -1,6 +1,7 @@
 """petalnet: train, evaluate and use image classifiers on folders of photos.
 
-    from petalnet import load_classifier
+    from petalnet import load_classifier, train
+    train("flower_photos", "runs/seed", recipe="seed")   # or train(config=TrainConfig(...), out=...)
     clf = load_classifier("runs/seed")
     clf.predict(["rose.jpg"])
 
@@ -10,7 +11,7 @@ disk) -> pipeline/ (tensors, batches) -> models/ (networks, checkpoints) -> trai
 """
 
 __version__ = "0.2.0"
-__all__ = ["load_classifier", "Classifier", "__version__"]
+__all__ = ["load_classifier", "Classifier", "train", "__version__"]
 
 
 def __getattr__(name):
@@ -19,4 +20,8 @@ def __getattr__(name):
         from petalnet.inference import classifier
 
         return getattr(classifier, name)
+    if name == "train":
+        from petalnet.training.train import train
+
+        return train
     raise AttributeError(f"module 'petalnet' has no attribute {name!r}")

@@ -50,10 +50,11 @@ def data_folder(path=None):
 
 
 def run_get(settings):
-    """`petalnet data get`: the dataset in place and checked; says where and how to use it."""
+    """`petalnet data get`: the dataset in place and checked; says where and how to use it. Returns 0."""
     path = get_dataset(settings.source, settings.dest)
     print(f"dataset: {path}")
     print(f"use it with: petalnet train --data {path} --out runs/seed   (or export PETALNET_DATA={path})")
+    return 0
 
 
 def get_dataset(source=None, dest=None, spec=FLOWER_PHOTOS, log=print):

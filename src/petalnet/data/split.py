@@ -205,7 +205,7 @@ def summarize(split):
 
 
 def run_split(settings):
-    """`petalnet data split`: split, write the train/val layout, say what went where."""
+    """`petalnet data split`: split, write the train/val layout, say what went where. Returns 0."""
     check_fields(settings)
     split = make_split(data_folder(settings.src), settings.val_fraction, settings.seed,
                        near_threshold=settings.near_threshold)
@@ -213,3 +213,4 @@ def run_split(settings):
     print(summarize(split))
     how = f"copied {copied} file(s) where hard links failed" if copied else "hard links, no copies"
     print(f"wrote {settings.out}/train and {settings.out}/val ({how})")
+    return 0

@@ -100,6 +100,8 @@ def load_checkpoint(path):
         path = path / "best.pt"
     if not path.is_file():
         raise UserError(f"no such checkpoint: {path}")
+    if path.suffix == ".onnx":  # evaluate and serve run the PyTorch network; predict also takes an .onnx
+        raise UserError(f"{path} is an exported ONNX model: this command needs the run folder or its .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
