@@ -36,7 +36,7 @@ def test_lever_run_records_sizes_and_the_eval_transform(lever_run):
     config = json.loads((lever_run / "config.json").read_text())
     assert config["mixup_alpha"] == 0.2 and config["resize_ramp"] == [0.0, 0.6] and config["color_jitter"] == 0.2
     assert config["recipe"] == "best" and config["auto_augment"] == "trivial"  # best's, not given
-    assert last["ema"]["updates"] > 0  # best.pt holds the averaged weights, last.pt both
+    assert last.state.ema["updates"] > 0  # best.pt holds the averaged weights, last.pt both
 
 
 def test_evaluate_matches_train_val_with_averaged_weights_and_flips(lever_run, tmp_path, capsys):
