@@ -32,6 +32,19 @@ SMALL_SIZE = "64"  # pixels: the trained fixture's image size
 SMALL = ["--recipe", "seed", "--image-size", SMALL_SIZE, "--device", "cpu"]  # a small, quick run
 
 
+# `make test-quick` (pytest -m "not slow") leaves out these modules, every test that reads the real photos,
+# and the tests marked @pytest.mark.slow in their modules: what starts many child processes (torchrun,
+# servers, the CLI's exit codes, benchmarks/) or trains runs of its own beyond the session's.
+SLOW_MODULES = {"test_benchmarks", "test_cli_robustness", "test_compat_old_runs", "test_finetune",
+                "test_serving_guards", "test_training_crashes", "test_training_distributed", "test_training_levers"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES or "flowers" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
+
+
 def flower_dir():
     value = os.environ.get("PETALNET_DATA")
     return Path(value) if value else None

@@ -156,25 +156,28 @@ def test_budgets_fit_each_schedule_to_its_budget_from_a_calibration_run():
         assert budgets.predicted_seconds("fast", epochs, model) <= budget
         assert budgets.predicted_seconds("fast", epochs + 1, model) > budget
     assert budgets.fit_epochs("fast", 5, model) == 1  # never below one epoch
+    spread = budgets.summary([0.5, 0.7, 0.9])  # over seeds
+    assert spread == pytest.approx({"mean": 0.7, "min": 0.5, "max": 0.9, "sd": 0.2, "n": 3})
     small = budgets.recipe_config("sprint", 10, ["--image-size", "64"])
     assert (small.image_size, small.epochs, small.model) == (64, 10, "resnet9")
 
 
 def test_budgets_runs_each_budget_and_seed_and_draws_the_table(trained_run, made_photos, tmp_path):
     """The session's run is the calibration run (`train --recipe seed --epochs 2` with the same flags), found
-    by --reuse; budgets of 0.6 and 3 s: one epoch (the least a run gets) and one or a few."""
+    by --reuse; budgets of 0.6 and 3 s: one epoch (the least a run gets) and one or a few; one seed each (the
+    mean and spread over seeds are summary()'s, checked by hand above)."""
     (tmp_path / "seed").mkdir()
     (tmp_path / "seed" / "calibration").symlink_to(trained_run)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "budgets.py"), "--data", str(made_photos),
                            "--out", str(tmp_path), "--recipes", "seed", "--budgets", "0.01", "0.05", "--seeds", "0",
-                           "1", "--flags", "--image-size 64 --device cpu", "--reuse"],
+                           "--flags", "--image-size 64 --device cpu", "--reuse"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, shown(done)
-    assert "calibration" not in done.stdout and done.stdout.count("$ -m petalnet train") == 4, shown(done)
+    assert "calibration" not in done.stdout and done.stdout.count("$ -m petalnet train") == 2, shown(done)
     results = json.loads((tmp_path / "budgets.json").read_text())
     short, longer = (r for r in results if "budget_min" in r)
-    assert short["epochs"] <= longer["epochs"] and short["final_acc"]["n"] == 2
+    assert short["epochs"] <= longer["epochs"] and short["final_acc"]["n"] == 1 and short["final_acc"]["sd"] == 0.0
     assert {r["target"] for r in results if "target" in r} == {0.69, 0.85}
-    assert (tmp_path / "seed" / "0.05-min" / "seed-1" / "best.pt").is_file()
+    assert (tmp_path / "seed" / "0.05-min" / "seed-0" / "best.pt").is_file()
     assert (tmp_path / "budgets.png").stat().st_size > 1000
     assert "| seed |" in done.stdout, shown(done)
