@@ -40,6 +40,7 @@ def archive(tmp_path_factory):
     return build_archive(tmp_path_factory.mktemp("archives") / "flower_photos.tgz")
 
 
+@pytest.mark.slow
 def test_download_checks_extracts_and_second_call_is_a_no_op(server, archive, tmp_path, capsys):
     url, www, _ = server
     (www / "flower_photos.tgz").write_bytes(archive.read_bytes())
@@ -54,6 +55,7 @@ def test_download_checks_extracts_and_second_call_is_a_no_op(server, archive, tm
     assert "already there (3670 photos)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_default_destination_is_petalnet_home(archive, tmp_path, monkeypatch):
     monkeypatch.setenv("PETALNET_HOME", str(tmp_path / "home"))
     assert cli("data", "get", "--source", archive) == 0
@@ -72,6 +74,7 @@ def test_truncated_download_is_rejected_and_never_used(server, archive, tmp_path
     assert not (dest / "flower_photos").exists() and not (dest / "flower_photos.tgz").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_download_resumes_with_a_range_request(server, archive, tmp_path, capsys):
     url, www, handler = server
     (www / "flower_photos.tgz").write_bytes(archive.read_bytes())

@@ -204,6 +204,7 @@ def test_evaluate_scores_each_photo_as_predict_and_trains_val_do(trained_run, tm
         assert abs(record["top"][0]["prob"] - float(row["probability"])) < 1e-6, (row, record)
 
 
+@pytest.mark.slow
 def test_unseen_photos_default_output_folder_and_text_table(trained_run, unseen_photos, tmp_path, capsys):
     run = tmp_path / "run"  # a run folder of its own: the default output goes into it
     run.mkdir()
@@ -223,6 +224,7 @@ def test_unseen_photos_default_output_folder_and_text_table(trained_run, unseen_
     assert (run / "eval-unseen-2" / "report.json").is_file()  # a new folder, never clobbered
 
 
+@pytest.mark.slow
 def test_train_val_layout_uses_its_val(trained_run, made_photos, tmp_path, capsys):
     layout = tmp_path / "layout"
     assert cli("data", "split", made_photos, "--out", layout, "--val-fraction", "0.2") == 0
@@ -285,6 +287,7 @@ def odd_name_photos(made_photos, root):
     return names
 
 
+@pytest.mark.slow
 def test_predictions_csv_is_safe_for_spreadsheets(trained_run, made_photos, tmp_path, monkeypatch, capsys):
     """A folder given as the relative path "=evil" makes every path cell start with "="; file names hold a
     comma, quotes, a newline, leading = + - @ and (on Linux) the byte 0xff. Read back with the csv module,
@@ -306,6 +309,7 @@ def test_predictions_csv_is_safe_for_spreadsheets(trained_run, made_photos, tmp_
     assert b'"\'=evil/dandelion/say ""hi"".jpg"' in raw and b"\xff" not in raw  # csv quoting; UTF-8 only
 
 
+@pytest.mark.slow
 def test_class_names_that_start_like_formulas(made_photos, tmp_path, capsys):
     """Class names come from the model (here the tutorial's class file): they are quoted the same way."""
     from petalnet.models.networks import build_model

@@ -36,6 +36,7 @@ def test_onnx_export_writes_the_transform_beside_it_and_passes_parity(onnx_model
     assert classifier.spec == load_classifier(trained_run, "cpu").spec  # the sidecar holds the checkpoint's spec
 
 
+@pytest.mark.slow
 def test_parity_is_printed_and_a_failed_one_exits_1_and_removes_the_files(trained_run, tmp_path, capsys,
                                                                            monkeypatch):
     import petalnet.inference.export
@@ -140,6 +141,7 @@ def test_heat_maps_are_a_checkpoints_capability(onnx_model, trained_run, made_ph
     load_classifier(trained_run, "cpu").check_explain()  # a CNN checkpoint can
 
 
+@pytest.mark.slow
 def test_int8_export_is_smaller_and_keeps_the_classes(onnx_model, trained_run, made_photos, tmp_path, capsys,
                                                       monkeypatch):
     import petalnet.inference.export

@@ -93,6 +93,7 @@ def test_plain_output_topk_and_missing_file(trained_run, mixed_folder, tmp_path,
     assert lines[1] == f"{missing}  error: no such file"
 
 
+@pytest.mark.slow
 def test_plot_saves_the_tutorials_view_and_a_grid(trained_run, mixed_folder, tmp_path):
     folder, variants = mixed_folder
     single, grid = tmp_path / "one.png", tmp_path / "grid.png"
@@ -175,6 +176,7 @@ def test_settings_refuse_bad_values_in_one_line_naming_the_flag(trained_run, tmp
     assert ExportSettings(model="m", out=tmp_path / "m.onnx").out == str(tmp_path / "m.onnx")
 
 
+@pytest.mark.slow
 def test_predict_and_evaluate_leave_trainings_process_settings_alone(trained_run, mixed_folder, tmp_path, monkeypatch,
                                                                      capsys):
     """No allocator tuning (mallopt) and no memory probe: inference_settings, not device_settings."""

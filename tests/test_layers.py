@@ -138,6 +138,7 @@ def test_the_command_line_and_the_settings_load_without_torch():
     assert imported_after(code) == "[]"
 
 
+@pytest.mark.slow
 def test_predict_imports_no_torchvision(trained_run, made_photos):
     """torchvision costs 1-2.5 s of start-up, which predicting one photo should not pay (classifier.py)."""
     photo = sorted(made_photos.rglob("*.jpg"))[0]

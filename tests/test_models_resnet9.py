@@ -72,6 +72,7 @@ def sprint_run(made_photos, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_a_sprint_run_whitens_for_its_photos_and_evaluate_agrees_with_its_val(sprint_run, tmp_path, capsys):
     config = json.loads((sprint_run / "config.json").read_text())
     assert config["model"] == "resnet9" and config["recipe"] == "sprint" and config["tta_flip"] is True
@@ -84,6 +85,7 @@ def test_a_sprint_run_whitens_for_its_photos_and_evaluate_agrees_with_its_val(sp
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(best, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_stopped_sprint_run_resumes_exactly(sprint_run, made_photos, tmp_path, monkeypatch):
     run = tmp_path / "resumed"
     undo = stop_after_epoch(monkeypatch, 2)
@@ -95,6 +97,7 @@ def test_a_stopped_sprint_run_resumes_exactly(sprint_run, made_photos, tmp_path,
     assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
 
 
+@pytest.mark.slow
 def test_a_sprint_run_exports_to_onnx_matching_pytorch(sprint_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "model.onnx"

@@ -94,6 +94,7 @@ def test_the_class_file_decides_which_output_is_which_class(tutorial, sample_pho
         assert renamed[name] == pytest.approx(plain[CLASSES[i]], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_folder_like_the_tutorial_would(tutorial, made_photos, tmp_path, capsys):
     out = tmp_path / "eval"
     assert cli("evaluate", tutorial, "--data", made_photos, "--json", "--out", out, "--device", "cpu") == 0
@@ -108,6 +109,7 @@ def test_evaluate_scores_the_folder_like_the_tutorial_would(tutorial, made_photo
     assert differ <= 4, (report["confusion"], theirs)  # at most 2 near-ties decided the other way
 
 
+@pytest.mark.slow
 def test_export_writes_an_onnx_that_predicts_like_the_folder(tutorial, made_photos, sample_photos, tmp_path, capsys):
     out = tmp_path / "tutorial.onnx"
     assert cli("export", tutorial, "--format", "onnx", "--out", out, "--check-photos", made_photos) == 0
@@ -150,6 +152,7 @@ def init_run(tutorial, made_photos, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_train_init_starts_from_the_tutorials_weights(init_run, tutorial):
     config = json.loads((init_run / "config.json").read_text())
     assert config["init"] == str(tutorial) and config["model"] == "alexnet_half" and config["pretrained"] == "none"
@@ -164,6 +167,7 @@ def test_train_init_starts_from_the_tutorials_weights(init_run, tutorial):
                               best["features.0.weight"], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_train_init_from_a_run_with_other_classes_is_refused_before_anything_is_written(init_run, tmp_path, capsys):
     from imagegen import make_flower_folders
 

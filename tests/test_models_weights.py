@@ -304,6 +304,7 @@ def imagenet_probs(lite0_imagenet, images):
         return model(torch.stack([transform(image.convert("RGB")) for image in images])).softmax(dim=1)
 
 
+@pytest.mark.slow
 def test_offline_imagenet_weights_know_coffee_and_cats(lite0_imagenet):
     skimage_data = pytest.importorskip("skimage.data", reason="pip install scikit-image==0.26.0 (the test extra)")
     from PIL import Image

@@ -100,6 +100,7 @@ def mapped_kib(path):
     return total
 
 
+@pytest.mark.slow
 def test_disk_mode_holds_only_the_photos_in_use(tmp_path):
     try:
         open("/proc/self/smaps").close()
@@ -266,6 +267,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
 def test_a_store_that_cannot_be_written_stops_train_with_exit_3_and_leaves_nothing(made_photos, tmp_path):
     """A real failed write: files may not grow past 200 kB in this process (the store needs about 2 MB)."""

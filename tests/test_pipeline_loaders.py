@@ -97,7 +97,7 @@ def test_ranks_train_on_fixed_shares_and_take_as_many_steps(tmp_path):
     assert steps == [3, 3] and sorted(seen) == list(range(11))
 
 
-@pytest.mark.parametrize("pipeline", ["cache", "pil"])
+@pytest.mark.parametrize("pipeline", ["cache", pytest.param("pil", marks=pytest.mark.slow)])
 def test_train_val_and_evaluate_score_the_same_photos_the_same_way(pipeline, trained_run, made_photos, tmp_path,
                                                                    capsys):
     """Both pipelines validate with evaluate's preprocessing: the best epoch's val accuracy and loss in
@@ -130,6 +130,7 @@ def test_default_run_records_its_device_settings_and_why(trained_run):
     assert settings["cache_memory"] > 0 and "available memory" in settings["why"]["cache_memory"]
 
 
+@pytest.mark.slow
 def test_photos_read_from_a_store_on_disk_train_exactly_as_in_memory(trained_run, made_photos, tmp_path):
     run, cache = tmp_path / "disk", tmp_path / "cache"
     assert cli("train", "--data", made_photos, "--out", run, "--epochs", "2", *SMALL, "--cache-dir", cache,

@@ -56,6 +56,7 @@ def skewed_photos(tmp_path_factory):
     return make_class_folders(tmp_path_factory.mktemp("skewed") / "photos", {"a": 24, "b": 4})
 
 
+@pytest.mark.slow
 def test_train_records_class_weights_and_sampler(skewed_photos, tmp_path):
     run = tmp_path / "run"
     assert cli("train", "--data", skewed_photos, "--out", run, "--epochs", "1", *SMALL, "--class-weights", "balanced",

@@ -127,6 +127,7 @@ def test_bad_input_is_one_line_and_writes_nothing(problem, trained_run, tmp_path
     assert not picture.exists()
 
 
+@pytest.mark.slow
 def test_no_run_and_a_missing_path_through_the_terminal(tmp_path):
     done = run_petalnet("compare", tmp_path / "nowhere", "--plot", tmp_path / "out.png")
     assert done.returncode == 2 and done.stdout == "", shown(done)

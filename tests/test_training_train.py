@@ -45,6 +45,7 @@ def test_split_record_matches_the_split_command(trained_run):
     assert all(rel.split("/")[0] == CLASSES[label] for rel, label in record["train"] + record["val"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(trained_run, made_photos, tmp_path):
     """The first epoch again through the Python API, with the TrainConfig the CLI run recorded; then resumed
     through the CLI to the second: the same metrics and weights as the run that was never stopped."""
@@ -59,6 +60,7 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(trained_run, mad
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_another_seed_gives_other_metrics(trained_run, made_photos, tmp_path):
     run = tmp_path / "seed1"
     assert cli("train", "--data", made_photos, "--out", run, "--epochs", "1", "--seed", "1", *SMALL) == 0
@@ -92,6 +94,7 @@ def test_existing_run_is_never_clobbered(trained_run, made_photos, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_run(made_photos, tmp_path):
     run = tmp_path / "again"
     run.mkdir()
@@ -110,6 +113,7 @@ def test_finished_run_resumed_says_so(trained_run, tmp_path, capsys):
     assert metrics(run) == metrics(trained_run)
 
 
+@pytest.mark.slow
 def test_train_val_layout_is_used_as_is(made_photos, tmp_path):
     layout = tmp_path / "layout"
     assert cli("data", "split", made_photos, "--out", layout, "--val-fraction", "0.2") == 0
@@ -120,6 +124,7 @@ def test_train_val_layout_is_used_as_is(made_photos, tmp_path):
     assert not (run / "split.json").exists()
 
 
+@pytest.mark.slow
 def test_unreadable_photos_are_listed_once_and_left_out(tmp_path, capsys):
     photos = make_flower_folders(tmp_path / "photos", CLASSES, 6)
     (photos / "roses" / "broken.jpg").write_bytes(truncated_jpeg())
@@ -174,6 +179,7 @@ def test_cuda_without_a_gpu_is_refused(made_photos, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_default_recipe_with_only_size_and_epochs_changed(made_photos, tmp_path, capsys):
     """The default recipe (sprint) with --image-size and --epochs: its other sizes and warmup follow; the
     device it chose is said."""
