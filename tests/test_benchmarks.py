@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import shown
+from conftest import SMALL, shown
 from imagegen import write_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,8 +101,8 @@ def test_bench_stores_compares_the_packed_store_and_skips_engines_not_installed(
 
 def test_imbalance_cuts_one_class_links_the_photos_and_compares_three_variants(made_photos, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "imbalance.py"), str(made_photos), "--work",
-                           str(tmp_path), "--small", "roses", "--keep", "0.25", "--", "--recipe", "seed",
-                           "--epochs", "1", "--image-size", "64", "--device", "cpu"],
+                           str(tmp_path), "--small", "roses", "--keep", "0.25", "--", *SMALL,
+                           "--epochs", "1"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, shown(done)
     assert "roses 4," in done.stdout, shown(done)  # 18 train roses cut to a quarter
@@ -170,7 +170,7 @@ def test_budgets_runs_each_budget_and_seed_and_draws_the_table(trained_run, made
     (tmp_path / "seed" / "calibration").symlink_to(trained_run)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "budgets.py"), "--data", str(made_photos),
                            "--out", str(tmp_path), "--recipes", "seed", "--budgets", "0.01", "0.05", "--seeds", "0",
-                           "--flags", "--image-size 64 --device cpu", "--reuse"],
+                           "--flags", " ".join(SMALL[2:]), "--reuse"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, shown(done)
     assert "calibration" not in done.stdout and done.stdout.count("$ -m petalnet train") == 2, shown(done)

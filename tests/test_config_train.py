@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 
+from conftest import SMALL_MODEL
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES, SEED
 from petalnet.config.run import settings_from_saved
 from petalnet.config.train import CACHE_ONLY, TrainConfig, recipe_config, resolve_config, resumed_config
@@ -127,7 +128,7 @@ def test_a_resumed_old_run_keeps_what_it_trained_with():
 
 def test_init_takes_the_model_and_normalization_of_its_weights_and_replaces_a_recipes_pretrained(trained_run):
     config = resolve_config("finetune", {"init": str(trained_run), "epochs": 2})
-    assert (config.model, config.pretrained, config.init) == ("alexnet_half", "none", str(trained_run))
+    assert (config.model, config.pretrained, config.init) == (SMALL_MODEL, "none", str(trained_run))
     assert config.mean == config.std == (0.5, 0.5, 0.5)
     with pytest.raises(SettingError, match="pick one"):
         resolve_config("finetune", {"init": str(trained_run), "pretrained": "imagenet"})

@@ -78,7 +78,7 @@ def test_every_mode_is_classified_as_the_photo_it_shows(trained_run, mixed_folde
     assert cli("predict", trained_run, *[variants[n] for n in names], other, "--json", "--topk", "5") == 0
     *tops, another = [{t["class"]: t["prob"] for t in r["top"]} for r in json_lines(capsys.readouterr().out)]
     spread = max(abs(top[c] - tops[0][c]) for top in tops for c in CLASSES)  # one photo in six formats
-    assert spread < 0.005
+    assert spread < 0.02  # the formats' own rounding (JPEG, WebP) moves the probabilities a little
     assert max(abs(another[c] - tops[0][c]) for c in CLASSES) > max(20 * spread, 0.002)  # another is told apart
 
 

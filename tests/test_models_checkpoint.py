@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import CLASSES, SMALL_SIZE, metrics
+from conftest import CLASSES, SMALL_MODEL, SMALL_SIZE, metrics
 from petalnet.errors import UserError
 from petalnet.models.checkpoint import load_checkpoint, model_from_checkpoint
 from petalnet.models.spec import InferenceSpec
@@ -17,7 +17,7 @@ def test_checkpoints_carry_what_is_needed_to_use_them(trained_run):
     saved = torch.load(trained_run / "best.pt", map_location="cpu", weights_only=True)
     assert saved["format"] == "petalnet" and saved["version"] == 1
     assert list(saved["meta"]) == META_0_2_0  # a plain dict, as 0.2.0 wrote it
-    assert saved["meta"] == {"classes": CLASSES, "model": "alexnet_half", "image_size": int(SMALL_SIZE),
+    assert saved["meta"] == {"classes": CLASSES, "model": SMALL_MODEL, "image_size": int(SMALL_SIZE),
                              "eval_resize": "squash", "mean": [0.5] * 3, "std": [0.5] * 3, "tta_flip": False}
     best_epoch = max(metrics(trained_run), key=lambda r: float(r["val_acc"]))["epoch"]
     assert saved["epoch"] == int(best_epoch)
@@ -63,5 +63,5 @@ def test_what_is_not_a_checkpoint_is_one_clear_line(tmp_path, content, message):
 def test_weights_of_another_model_do_not_fit(trained_run):
     ckpt = load_checkpoint(trained_run)
     other = dataclasses.replace(ckpt, spec=dataclasses.replace(ckpt.spec, classes=("a", "b", "c")))
-    with pytest.raises(UserError, match="weights do not fit model 'alexnet_half' with 3 classes"):
+    with pytest.raises(UserError, match=f"weights do not fit model '{SMALL_MODEL}' with 3 classes"):
         model_from_checkpoint(other, "other.pt")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli
+from conftest import SMALL_MODEL, cli
 from imagegen import bomb_png, truncated_jpeg
 from petalnet.serving.client import get_json as get
 from petalnet.serving.client import post_photos
@@ -38,7 +38,7 @@ def test_health_model_and_openapi(server, trained_run):
     assert get(server.url + "/health")[1]["status"] == "ok"
     status, info = get(server.url + "/model")
     assert status == 200 and info["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
-    assert info["model"] == "alexnet_half" and info["input_size"] == 64
+    assert info["model"] == SMALL_MODEL and info["input_size"] == 64
     assert info["training"]["recipe"] == "seed" and info["training"]["pipeline"] == "cache"
     assert info["training"]["val_acc"] is not None and info["eval_resize"] == "squash" and info["mean"] == [0.5] * 3
     assert "/predict" in get(server.url + "/openapi.json")[1]["paths"]

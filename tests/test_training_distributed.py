@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL_SIZE, cli, shown
+from conftest import SMALL, cli, shown
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.devices.distributed import Processes
 from petalnet.training.ranklogs import PeerStopped, RankLog, Terminated, log_path
@@ -44,8 +44,7 @@ def metric_rows(run):
 @pytest.fixture(scope="module")
 def ddp_run(made_photos, tmp_path_factory):
     run = tmp_path_factory.mktemp("ddp") / "run"
-    done = torchrun("--data", made_photos, "--out", run, "--recipe", "seed", "--epochs", "2", "--image-size",
-                    SMALL_SIZE, "--batch-size", "8", "--device", "cpu")
+    done = torchrun("--data", made_photos, "--out", run, *SMALL, "--epochs", "2", "--batch-size", "8")
     assert done.returncode == 0, shown(done)
     assert "Traceback" not in done.stderr, shown(done)
     return run, done
@@ -234,7 +233,7 @@ def finished(child, timeout=300):
 def machine_args(made_photos, out, cache, *more):
     """What each machine is told: its own run folder and cache folder (nothing shared), the store on disk
     (--cache-memory below the photos' size, above one batch's)."""
-    return ["--data", made_photos, "--out", out, "--recipe", "seed", "--image-size", SMALL_SIZE, "--batch-size", "8",
+    return ["--data", made_photos, "--out", out, *SMALL, "--batch-size", "8",
             "--device", "cpu", "--cache-dir", cache, "--cache-memory", "0.0005", *more]
 
 

@@ -29,7 +29,7 @@ def test_run_folder_holds_everything(trained_run):
     assert list(rows[0]) == METRIC_COLUMNS and [r["epoch"] for r in rows] == ["1", "2"]
     assert all(0 <= float(r["val_acc"]) <= 1 and float(r["train_images_per_s"]) > 0 for r in rows)
     config = json.loads((trained_run / "config.json").read_text())
-    assert config["recipe"] == "seed" and config["lr"] == 2e-4 and config["batch_size"] == 32  # seed's, not given
+    assert config["recipe"] == "seed" and config["lr"] == 0.003 and config["batch_size"] == 32  # given; seed's
     assert config["epochs"] == 2 and config["image_size"] == int(SMALL_SIZE)
     assert config["num_train"] == 90 and config["num_val"] == 10 and config["device"].startswith("cpu")
     assert config["classes"] == CLASSES and config["layout"] == "class folders"
@@ -109,7 +109,7 @@ def test_finished_run_resumed_says_so(trained_run, tmp_path, capsys):
     linked_copy(trained_run, run)
     assert cli("train", "--out", run, "--resume", "--device", "cpu", "--lr", "0.1") == 0
     out = capsys.readouterr().out
-    assert "already finished 2 epochs" in out and "--lr is ignored with --resume (the run keeps 0.0002)" in out
+    assert "already finished 2 epochs" in out and "--lr is ignored with --resume (the run keeps 0.003)" in out
     assert metrics(run) == metrics(trained_run)
 
 

@@ -109,6 +109,14 @@ def ranks_that_differ(value, processes):
     return [rank for rank, other in enumerate(values) if other != values[0]]
 
 
+def share_buffers(model, processes):
+    """Rank 0's buffers (BatchNorm's running statistics) in every rank's `model`: each rank's last training
+    steps moved its own, and val must score on every rank the network rank 0 saves."""
+    if processes.active:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def sum_over_ranks(values, processes, device):
     """Element-wise sum of a list of numbers over all ranks (the list itself when alone)."""
     if not processes.active:

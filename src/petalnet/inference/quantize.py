@@ -62,7 +62,10 @@ def quantize_int8(float_path, out_path, arrays):
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime's advice, printed through the root logger
     try:
-        quant_pre_process(str(float_path), str(prepared))
+        try:
+            quant_pre_process(str(float_path), str(prepared))
+        except Exception:  # noqa: BLE001 - its symbolic shape inference fails on some graphs (ResNet-9's reshape)
+            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)  # ONNX's inference only
         quantize_static(str(prepared), str(out_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         calibrate_method=CalibrationMethod.MinMax)

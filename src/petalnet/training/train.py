@@ -285,6 +285,7 @@ def run_epoch(epoch, config, training, loaders, eval_model, session):
     epoch_start, lr = time.perf_counter(), training.optimizer.param_groups[-1]["lr"]  # the head's: --lr
     stats = train_one_epoch(training, train_loader, f"epoch {epoch}/{config.epochs}", session.progress)
     loss_sum, images = distributed.sum_over_ranks([stats["loss_sum"], stats["images"]], processes, session.device)
+    distributed.share_buffers(eval_model, processes)
     result = evaluate_batches(eval_model, val_loader, session.device, "val", session.progress, session.settings,
                               processes)
     return {"epoch": epoch, "train_loss": loss_sum / max(images, 1), "val_loss": result.loss,
