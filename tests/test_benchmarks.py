@@ -114,22 +114,21 @@ def test_imbalance_cuts_one_class_links_the_photos_and_compares_three_variants(m
     assert all(0 <= r["macro_f1"] <= 1 and 0 <= r["small_recall"] <= 1 for r in rows)
 
 
-def test_near_duplicates_benchmark_prints_its_three_tables(made_photos):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "near_duplicates.py"), str(made_photos),
-                           "--sample", "4", "--thresholds", "0.9"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, shown(done)
-    assert "| 100 |" in done.stdout and "| grey | 4/4 |" in done.stdout, shown(done)
-    assert re.search(r"\| 0\.9 \| 0 \| 0 \| 0 \| 0 \| 0 \|", done.stdout), shown(done)  # made photos: all different
+def test_near_duplicates_benchmark_prints_its_three_tables(made_photos, capsys):
+    """Run in this process, as bench_predict below: neither measures a process's start."""
+    load_benchmark("near_duplicates").main([str(made_photos), "--sample", "4", "--thresholds", "0.9"])
+    out = capsys.readouterr().out
+    assert "| 100 |" in out and "| grey | 4/4 |" in out, out
+    assert re.search(r"\| 0\.9 \| 0 \| 0 \| 0 \| 0 \| 0 \|", out), out  # made photos: all different
 
 
-def test_bench_predict_measures_decode_model_and_predict_for_three_files(trained_run, made_photos):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_predict.py"), str(trained_run), "--data",
-                           str(made_photos), "--photos", "12", "--batch-size", "4"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, shown(done)
+def test_bench_predict_measures_decode_model_and_predict_for_three_files(trained_run, made_photos, capsys):
+    load_benchmark("bench_predict").main([str(trained_run), "--data", str(made_photos), "--photos", "12",
+                                          "--batch-size", "4"])
+    out = capsys.readouterr().out
     for name in ("PyTorch", "ONNX Runtime", "ONNX Runtime int8"):
-        assert re.search(rf"^\| {name} \|( [0-9.]+ \|){{6}}$", done.stdout, re.M), shown(done)
-        assert re.search(rf"^\| {name} \| [0-9.]+ \| [01]\.[0-9]{{4}} \| 10 \|$", done.stdout, re.M), shown(done)
+        assert re.search(rf"^\| {name} \|( [0-9.]+ \|){{6}}$", out, re.M), out
+        assert re.search(rf"^\| {name} \| [0-9.]+ \| [01]\.[0-9]{{4}} \| 10 \|$", out, re.M), out
 
 
 def load_benchmark(name):
