@@ -20,14 +20,15 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The inner loop: every test not marked slow, touching every subpackage of src/petalnet. It leaves out the
-# tests marked @pytest.mark.slow: torchrun (test_training_distributed), crashes (test_training_crashes),
-# benchmarks/ (test_benchmarks), the checks of the real photos, the fine-tuned run (test_finetune), the
-# lever and sprint runs, old runs (test_compat_old_runs), serve's guarded and TLS servers and the browser.
+# The inner loop (~1 minute): every test not marked slow; it touches every subpackage of src/petalnet. Left out
+# (tests/conftest.py's SLOW_MODULES and @pytest.mark.slow): torchrun, crashes, benchmarks/, the CLI's child
+# processes, serve's guarded and TLS servers, old runs, the fine-tuned and lever runs, the real photos, and
+# the tests that train, export or decode at length what a quick test already touches. docs/testing.md.
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-# Line coverage of src/petalnet by the whole suite, child processes (CLI, torchrun, servers) included.
+# Line coverage of src/petalnet by the whole suite, child processes (CLI, torchrun, servers) included (~2x
+# make test's time); the data stays in .coverage-data/ for `coverage html`.
 coverage: $(STAMP)
 	rm -rf .coverage-data && mkdir .coverage-data
 	COVERAGE_FILE=$(CURDIR)/.coverage-data/coverage $(PY) -m coverage run -m pytest -q

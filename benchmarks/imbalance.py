@@ -12,9 +12,10 @@ recall and precision.
 """
 
 import argparse
+import contextlib
+import io
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -55,15 +56,21 @@ def build_layout(data, out, small, keep):
     return counts
 
 
+def petalnet(*args):
+    """One petalnet command in this process: PyTorch is imported once for every run, not once per command."""
+    from petalnet.cli import main as petalnet_main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = petalnet_main([str(a) for a in args])
+    if code != 0:
+        raise SystemExit(f"petalnet {args[0]} exited with {code}")
+
+
 def run(args, name, extra):
     out = args.work / "runs" / name.replace(" ", "-")
-    petalnet = [sys.executable, "-m", "petalnet"]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    subprocess.run([*petalnet, "train", "--data", str(args.work / "layout"), "--out", str(out), "--overwrite",
-                    *args.train_args, *extra], check=True, env=env, stdout=subprocess.DEVNULL)
-    done = subprocess.run([*petalnet, "evaluate", str(out), "--json", "--out", str(out / "eval")], check=True,
-                          env=env, capture_output=True, text=True)
-    report = json.loads(done.stdout)
+    petalnet("train", "--data", args.work / "layout", "--out", out, "--overwrite", *args.train_args, *extra)
+    petalnet("evaluate", out, "--out", out / "eval")
+    report = json.loads((out / "eval" / "report.json").read_text())
     per_class = report["per_class"]
     return {"variant": name, "accuracy": report["accuracy"],
             "macro_f1": sum(c["f1"] for c in per_class.values()) / len(per_class),
@@ -86,4 +93,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
     main()
