@@ -156,6 +156,7 @@ def test_bad_model_or_flags_fail_before_serving_in_one_line(trained_run, tmp_pat
         assert says in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a browser starts
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
 def test_web_page_in_a_real_browser(server, photos, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -184,6 +185,7 @@ def test_web_page_in_a_real_browser(server, photos, tmp_path):
     assert Path(tmp_path / "page.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # a browser starts
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
 def test_web_page_shows_the_caveat_when_the_top_probability_is_below_its_threshold(server, photos):
     sync_api = pytest.importorskip("playwright.sync_api")
