@@ -16,7 +16,8 @@ import torch
 
 from conftest import SMALL, cli, shown
 from petalnet.models.checkpoint import load_checkpoint
-from petalnet.devices.distributed import Processes
+from petalnet.devices.distributed import Processes, on_rank0, share_buffers
+from petalnet.errors import UserError
 from petalnet.training.ranklogs import PeerStopped, RankLog, Terminated, log_path
 from petalnet.config.run import RUN_FILES
 
@@ -135,6 +136,30 @@ def stop_seen_by(run, rank, world, error):
         return rank_log.stopped(error)
     finally:
         rank_log.close()
+
+
+def test_rank_0s_value_or_the_error_it_met_and_its_buffers_are_what_every_rank_gets():
+    """on_rank0 and share_buffers in a process group: this process as rank 0 of 2 in torch's fake group (its
+    collectives keep rank 0's data), so the paths a torchrun run takes run here without a launch."""
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    dist.init_process_group("fake", rank=0, world_size=2, store=FakeStore())
+    try:
+        processes = Processes(rank=0, world=2)
+        assert on_rank0(lambda: {"epochs": 3}, processes) == {"epochs": 3}
+
+        def unreadable():
+            raise UserError("runs/x holds no run to resume")
+
+        with pytest.raises(UserError, match="runs/x holds no run to resume"):  # raised on every rank
+            on_rank0(unreadable, processes)
+        norm = torch.nn.BatchNorm1d(2)
+        norm.running_mean += 1.0
+        share_buffers(norm, processes)
+        assert torch.equal(norm.running_mean, torch.ones(2))  # rank 0's own, kept
+    finally:
+        dist.destroy_process_group()
 
 
 def test_the_line_says_how_the_first_process_ended(tmp_path):
