@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,39 @@ from conftest import SMALL, shown
 from imagegen import write_photo
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name, *args):
+    return [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def runs(trained_run, made_photos, tmp_path_factory):
+    """The scripts that start processes of their own (to time a cold start, to measure a training's peak
+    memory, to time runs from their start), run two at a time: each spends seconds importing on one core.
+    {name: (CompletedProcess, its folder)}."""
+    folder = {name: tmp_path_factory.mktemp(name) for name in
+              ("bench_models", "bench_memory", "bench_stores", "imbalance", "budgets")}
+    (folder["budgets"] / "seed").mkdir()
+    (folder["budgets"] / "seed" / "calibration").symlink_to(trained_run)  # the calibration run, found by --reuse
+    commands = {
+        "bench_models": script("bench_models", "--data", made_photos, "--out", folder["bench_models"], "--models",
+                               "alexnet_half", "--photos", "3"),
+        "bench_memory": script("bench_memory", "--work", folder["bench_memory"] / "w", "--memory", made_photos,
+                               "--disk", made_photos, "--epochs", "1", "--image-size", "64", "--disk-budget",
+                               "0.0015", "--loader", folder["bench_memory"] / "w" / "cache-photos"),
+        "bench_stores": script("bench_stores", "--n", "200", "--repeats", "1", "--dir", folder["bench_stores"],
+                               "--engines", "packed-mmap,packed-mmap+dontneed-all"),
+        "imbalance": script("imbalance", made_photos, "--work", folder["imbalance"], "--small", "roses", "--keep",
+                            "0.25", "--", *SMALL, "--epochs", "1"),
+        # budgets of 0.6 and 3 s: one epoch (the least a run gets) and one or a few, one seed each
+        "budgets": script("budgets", "--data", made_photos, "--out", folder["budgets"], "--recipes", "seed",
+                          "--budgets", "0.01", "0.05", "--seeds", "0", "--flags", " ".join(SMALL[2:]), "--reuse"),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        started = {name: pool.submit(subprocess.run, command, capture_output=True, text=True, timeout=600)
+                   for name, command in commands.items()}
+        return {name: (child.result(), folder[name]) for name, child in started.items()}
 
 
 def test_time_to_accuracy_reads_runs(trained_run, tmp_path):
@@ -43,13 +77,11 @@ def test_shrink_photos_keeps_layout_and_caps_the_short_side(tmp_path):
     assert "3 photos" in done.stdout, shown(done)
 
 
-def test_bench_models_measures_torch_and_onnx(made_photos, tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_models.py"), "--data", str(made_photos),
-                           "--out", str(tmp_path), "--models", "alexnet_half", "--photos", "3"],
-                          capture_output=True, text=True, timeout=300)
+def test_bench_models_measures_torch_and_onnx(runs):
+    done, out = runs["bench_models"]
     assert done.returncode == 0, shown(done)
-    (row,) = json.loads((tmp_path / "results.json").read_text())
-    assert row["model"] == "alexnet_half" and (tmp_path / "alexnet_half.onnx").is_file()
+    (row,) = json.loads((out / "results.json").read_text())
+    assert row["model"] == "alexnet_half" and (out / "alexnet_half.onnx").is_file()
     for path in ("torch", "onnx"):
         assert row[path]["img_per_s"] > 0 and row[path]["cold_start_s"] > 0, row
 
@@ -72,12 +104,8 @@ def test_large_folder_makes_distinct_photos_once(made_photos, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*.jpg"))} == before  # built once
 
 
-def test_bench_memory_reports_peak_memory_and_speed(made_photos, tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--work", str(tmp_path / "w"),
-                           "--memory", str(made_photos), "--disk", str(made_photos), "--epochs", "1",
-                           "--image-size", "64", "--disk-budget", "0.0015",
-                           "--loader", str(tmp_path / "w" / "cache-photos")],
-                          capture_output=True, text=True, timeout=300)
+def test_bench_memory_reports_peak_memory_and_speed(runs):
+    done, _ = runs["bench_memory"]
     assert done.returncode == 0, shown(done)
     memory, disk = json.loads(done.stderr.strip().splitlines()[-1])
     assert memory["how"] == "memory" and disk["how"] == "disk" and memory["photos"] == disk["photos"] == 100
@@ -89,26 +117,21 @@ def test_bench_memory_reports_peak_memory_and_speed(made_photos, tmp_path):
     assert speeds and all(int(v) > 0 for v in speeds.groups()), shown(done)
 
 
-def test_bench_stores_compares_the_packed_store_and_skips_engines_not_installed(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stores.py"), "--n", "200", "--repeats", "1",
-                           "--dir", str(tmp_path), "--engines", "packed-mmap,packed-mmap+dontneed-all"],
-                          capture_output=True, text=True, timeout=300)
+def test_bench_stores_compares_the_packed_store_and_skips_engines_not_installed(runs):
+    done, _ = runs["bench_stores"]
     assert done.returncode == 0, shown(done)
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith("packed")}
     assert set(rows) == {"packed-mmap", "packed-mmap+dontneed-all"}, shown(done)
     assert all(float(row[3]) > 0 for row in rows.values()), shown(done)  # photos per CPU-second
 
 
-def test_imbalance_cuts_one_class_links_the_photos_and_compares_three_variants(made_photos, tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "imbalance.py"), str(made_photos), "--work",
-                           str(tmp_path), "--small", "roses", "--keep", "0.25", "--", *SMALL,
-                           "--epochs", "1"],
-                          capture_output=True, text=True, timeout=300)
+def test_imbalance_cuts_one_class_links_the_photos_and_compares_three_variants(runs, made_photos):
+    done, out = runs["imbalance"]
     assert done.returncode == 0, shown(done)
     assert "roses 4," in done.stdout, shown(done)  # 18 train roses cut to a quarter
-    roses = sorted((tmp_path / "layout" / "train" / "roses").iterdir())
+    roses = sorted((out / "layout" / "train" / "roses").iterdir())
     assert len(roses) == 4 and all(p.is_symlink() and p.resolve().is_relative_to(made_photos) for p in roses)
-    assert len(list((tmp_path / "layout" / "val" / "roses").iterdir())) == 2  # val keeps the class whole
+    assert len(list((out / "layout" / "val" / "roses").iterdir())) == 2  # val keeps the class whole
     rows = json.loads(done.stderr.strip().splitlines()[-1])
     assert [r["variant"] for r in rows] == ["none", "class weights", "balanced sampler"]
     assert all(0 <= r["macro_f1"] <= 1 and 0 <= r["small_recall"] <= 1 for r in rows)
@@ -161,22 +184,16 @@ def test_budgets_fit_each_schedule_to_its_budget_from_a_calibration_run():
     assert (small.image_size, small.epochs, small.model) == (64, 10, "resnet9")
 
 
-def test_budgets_runs_each_budget_and_seed_and_draws_the_table(trained_run, made_photos, tmp_path):
-    """The session's run is the calibration run (`train --recipe seed --epochs 2` with the same flags), found
-    by --reuse; budgets of 0.6 and 3 s: one epoch (the least a run gets) and one or a few; one seed each (the
-    mean and spread over seeds are summary()'s, checked by hand above)."""
-    (tmp_path / "seed").mkdir()
-    (tmp_path / "seed" / "calibration").symlink_to(trained_run)
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "budgets.py"), "--data", str(made_photos),
-                           "--out", str(tmp_path), "--recipes", "seed", "--budgets", "0.01", "0.05", "--seeds", "0",
-                           "--flags", " ".join(SMALL[2:]), "--reuse"],
-                          capture_output=True, text=True, timeout=600)
+def test_budgets_runs_each_budget_and_seed_and_draws_the_table(runs):
+    """The session's run is the calibration run (`train` with SMALL's flags, 2 epochs), found by --reuse;
+    the mean and spread over seeds are summary()'s, checked by hand above."""
+    done, out = runs["budgets"]
     assert done.returncode == 0, shown(done)
     assert "calibration" not in done.stdout and done.stdout.count("$ -m petalnet train") == 2, shown(done)
-    results = json.loads((tmp_path / "budgets.json").read_text())
+    results = json.loads((out / "budgets.json").read_text())
     short, longer = (r for r in results if "budget_min" in r)
     assert short["epochs"] <= longer["epochs"] and short["final_acc"]["n"] == 1 and short["final_acc"]["sd"] == 0.0
     assert {r["target"] for r in results if "target" in r} == {0.69, 0.85}
-    assert (tmp_path / "seed" / "0.05-min" / "seed-0" / "best.pt").is_file()
-    assert (tmp_path / "budgets.png").stat().st_size > 1000
+    assert (out / "seed" / "0.05-min" / "seed-0" / "best.pt").is_file()
+    assert (out / "budgets.png").stat().st_size > 1000
     assert "| seed |" in done.stdout, shown(done)
