@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from petalnet.config.run import RunFolder
 from petalnet.data.images import UnreadableImage, open_rgb
 from petalnet.errors import StorageError, UserError, describe_os_error
 from petalnet.inference.metrics import classification_report, format_report, probability_report
-from petalnet.inference.photos import evaluation_photos, run_folder_of
+from petalnet.inference.photos import evaluation_photos
 from petalnet.inference.scoring import evaluate_batches
 from petalnet.inference.table import cell
 from petalnet.inference.torch_backend import TorchBackend
@@ -59,7 +60,7 @@ def run_evaluate(settings):
     result = evaluate_batches(backend.model, batches, device, settings=backend.settings)
     report = {**classification_report(result.targets, result.predictions, spec.classes),
               **probability_report(result.targets, result.probs)}
-    out = Path(settings.out) if settings.out else new_folder(run_folder_of(model) / f"eval-{name}")
+    out = Path(settings.out) if settings.out else new_folder(RunFolder.of_model(model).path / f"eval-{name}")
     write_outputs(out, report, result, paths, spec.classes, model, name)
     if settings.json:
         print(json.dumps(report))

@@ -13,10 +13,6 @@ from petalnet.data.folders import find_classes, is_split_layout, require_folder
 from petalnet.errors import UserError
 
 
-def run_folder_of(model_path):
-    return RunFolder.of_model(model_path).path
-
-
 def own_val_photos(ckpt, model_path, flag="--data"):
     """The val photos of the run that wrote this checkpoint: (name, paths, labels); else one line that
     says to pass `flag` (the command's option for a folder of photos)."""
