@@ -23,7 +23,7 @@ MODELS = ("alexnet_half", "resnet18", "mobilenet_v3_large", "efficientnet_lite0"
 CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 
 
-def make_checkpoint(name, folder):
+def make_checkpoint(name, folder, image_size=224):
     import torch
 
     from petalnet.models.checkpoint import Checkpoint, save_checkpoint
@@ -32,7 +32,7 @@ def make_checkpoint(name, folder):
 
     torch.manual_seed(0)
     model = build_model(name, len(CLASSES))
-    spec = InferenceSpec(model=name, classes=CLASSES, image_size=224, eval_resize="center_crop")
+    spec = InferenceSpec(model=name, classes=CLASSES, image_size=image_size, eval_resize="center_crop")
     path = folder / f"{name}.pt"
     save_checkpoint(path, Checkpoint(spec=spec, weights=model.state_dict(), epoch=0, val_acc=0.0,
                                      config={"model": name}))
@@ -65,13 +65,14 @@ def main():
     parser.add_argument("--out", required=True, help="folder for checkpoints, ONNX files and results.json")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--image-size", type=int, default=224, help="the models' input size (the tests' smaller)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = photo_list(args.data, args.photos)
     rows = []
     for name in args.models:
-        checkpoint = make_checkpoint(name, out)
+        checkpoint = make_checkpoint(name, out, args.image_size)
         onnx = out / f"{name}.onnx"
         petalnet("export", checkpoint, "--format", "onnx", "--out", onnx, "--check-photos", photos[0].parent)
         row = {"model": name, "torch": measure(checkpoint, photos), "onnx": measure(onnx, photos)}

