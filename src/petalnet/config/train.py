@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from petalnet.config.recipes import DEFAULT_RECIPE, RECIPES
 from petalnet.errors import UserError
 from petalnet.models.names import check_model_name
-from petalnet.data.settings import SplitSettings
+from petalnet.data.settings import CheckSettings, SplitSettings
 from petalnet.devices.options import device_setting
 from petalnet.utils.fields import PlainValues, SettingError, check_fields, setting, setting_like
 
@@ -109,7 +109,10 @@ class TrainConfig:
 class TrainRequest(PlainValues):
     """`petalnet train`'s arguments beside what the run learns (TrainConfig) and how fast it runs here
     (devices/options.py's DeviceOptions): the photos, the run folder, the recipe, the device, new or resumed."""
-    data: str | None = setting(None, "class folders or train/val layout (default: $PETALNET_DATA)")
+    data: str | None = setting(None, "class folders, train/val layout, manifest (.csv, .tsv, .jsonl) or archive "
+                               "(.zip, .tar, .tar.gz) of them (default: $PETALNET_DATA)")
+    label_column: str | None = setting_like(CheckSettings, "label_column")
+    allow_paths_outside: bool = setting_like(CheckSettings, "allow_paths_outside")
     out: str = setting(None, "run folder", required=True)
     recipe: str | None = setting(None, f"one of {', '.join(RECIPES)} (default: {DEFAULT_RECIPE})")
     device: str = device_setting()

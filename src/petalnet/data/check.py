@@ -19,7 +19,8 @@ from functools import partial
 from pathlib import Path
 
 from petalnet.data.download import data_folder
-from petalnet.data.folders import find_classes, is_split_layout, require_folder, scan_class_folder
+from petalnet.data.folders import require_folder, scan_class_folder, shown_path
+from petalnet.data.sources import DataSource, folder_source, open_data
 from petalnet.data.images import UnreadableImage, open_rgb
 from petalnet.data.near_duplicates import DEFAULT_THRESHOLD, fingerprint, photo_groups
 from petalnet.data.settings import CheckSettings
@@ -32,33 +33,39 @@ IMBALANCE_WARNING = 3.0  # largest class / smallest above this: `data check` war
 
 @dataclass
 class PhotoScan:
-    """What one pass over a class folder found."""
+    """What one pass over labelled photos found."""
 
-    folder: object  # folders.ClassFolder
-    sha256: list  # one hex digest per folder.files entry
+    photos: object  # folders.LabelledPhotos
+    sha256: list  # one hex digest per photos.files entry
     unreadable: dict  # path -> one-line reason
-    looks: list  # one near_duplicates.Look per folder.files entry (None: unreadable, or not asked for)
+    looks: list  # one near_duplicates.Look per photos.files entry (None: unreadable, or not asked for)
 
     def readable(self):
         """(paths, labels, digests, looks) of the photos that decode."""
-        keep = [i for i, p in enumerate(self.folder.files) if p not in self.unreadable]
-        return tuple([column[i] for i in keep]
-                     for column in (self.folder.files, self.folder.labels, self.sha256, self.looks))
+        return tuple([column[i] for i in self.readable_indices()]
+                     for column in (self.photos.files, self.photos.labels, self.sha256, self.looks))
+
+    def readable_indices(self):
+        return [i for i, p in enumerate(self.photos.files) if p not in self.unreadable]
 
 
 def scan_photos(root, classes=None, progress=True, desc="checking photos", threads=None, looks=False):
-    """Hash and decode every photo under `root` (and fingerprint it, with `looks`), `threads` at a time
-    (default: one per core, up to 8).
+    """scan_listing of the class folders under `root` (only `classes` when given)."""
+    return scan_listing(scan_class_folder(root, classes), progress, desc, threads, looks)
+
+
+def scan_listing(photos, progress=True, desc="checking photos", threads=None, looks=False):
+    """Hash and decode every photo of a LabelledPhotos (and fingerprint it, with `looks`), `threads` at a
+    time (default: one per core, up to 8).
 
     Pillow's decoder and hashlib let go of the GIL, so threads share the work without extra processes.
     """
-    folder = scan_class_folder(root, classes)
     threads = threads or min(8, cpu_count())
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(progress_bar(pool.map(partial(check_photo, look=looks), folder.files), progress,
-                                    total=len(folder.files), desc=desc, unit="img", leave=False))
-    unreadable = {path: why for path, (_, why, _) in zip(folder.files, results) if why is not None}
-    return PhotoScan(folder=folder, sha256=[digest for digest, _, _ in results], unreadable=unreadable,
+        results = list(progress_bar(pool.map(partial(check_photo, look=looks), photos.files), progress,
+                                    total=len(photos.files), desc=desc, unit="img", leave=False))
+    unreadable = {path: why for path, (_, why, _) in zip(photos.files, results) if why is not None}
+    return PhotoScan(photos=photos, sha256=[digest for digest, _, _ in results], unreadable=unreadable,
                      looks=[seen for _, _, seen in results])
 
 
@@ -77,22 +84,19 @@ def check_photo(path, look=False):
     return digest, None, fingerprint(image) if look else None
 
 
-def duplicate_groups(paths, digests, root, depth=1):
-    """Groups of 2+ files with the same bytes, as paths relative to `root`.
-
-    `folders` names the class folders (the first `depth` parts of each path) the copies are in.
-    """
+def duplicate_groups(paths, digests, root, places):
+    """Groups of 2+ files with the same bytes, as paths shown relative to `root`; `folders` names the places
+    (class folders, or a manifest's label sets) of the copies, places[i] being paths[i]'s."""
     by_digest = defaultdict(list)
-    for path, digest in zip(paths, digests):
+    for i, digest in enumerate(digests):
         if digest:
-            by_digest[digest].append(path)
+            by_digest[digest].append(i)
     groups = []
-    for digest, group in sorted(by_digest.items(), key=lambda kv: str(kv[1][0])):
+    for digest, group in sorted(by_digest.items(), key=lambda kv: str(paths[kv[1][0]])):
         if len(group) > 1:
-            rel = [str(Path(p).relative_to(root)) for p in group]
-            places = sorted({"/".join(Path(r).parts[:depth]) for r in rel})
-            groups.append({"sha256": digest, "paths": rel, "folders": places,
-                           "across_folders": len(places) > 1})
+            where = sorted({places[i] for i in group})
+            groups.append({"sha256": digest, "paths": [shown_path(paths[i], root) for i in group], "folders": where,
+                           "across_folders": len(where) > 1})
     return groups
 
 
@@ -101,53 +105,78 @@ def check_near_threshold(threshold):
     check_setting(CheckSettings, "near_threshold", threshold)
 
 
-def near_duplicate_report(paths, digests, looks, root, threshold, depth=1):
-    """`data check`'s near-duplicate groups: paths relative to `root`, the class folders (first `depth`
-    parts) they are in, whether they cross folders or train/val, and each pair's similarity."""
+def near_duplicate_report(paths, digests, looks, root, threshold, places, split_layout=False):
+    """`data check`'s near-duplicate groups: paths shown relative to `root`, the places (places[i]: class
+    folder or label set) they are in, whether they cross places or train/val, and each pair's similarity."""
     groups, pairs = photo_groups(digests, looks, threshold)
-    rel = {i: str(Path(paths[i]).relative_to(root)) for group in groups for i in group}
+    rel = {i: shown_path(paths[i], root) for group in groups for i in group}
     report = []
     for group in groups:
-        places, members = sorted({"/".join(Path(rel[i]).parts[:depth]) for i in group}), set(group)
+        where, members = sorted({places[i] for i in group}), set(group)
         inside = [(rel[i], rel[j], similarity) for i, j, similarity in pairs if i in members and j in members]
-        report.append({"paths": [rel[i] for i in group], "folders": places, "across_folders": len(places) > 1,
-                       "across_train_val": depth == 2 and len({place.split("/")[0] for place in places}) > 1,
+        report.append({"paths": [rel[i] for i in group], "folders": where, "across_folders": len(where) > 1,
+                       "across_train_val": split_layout and len({place.split("/")[0] for place in where}) > 1,
                        "similarity": min(similarity for *_, similarity in inside),
                        "pairs": [list(pair) for pair in inside]})
     return report
 
 
-def check_dataset(root, progress=True, near_threshold=DEFAULT_THRESHOLD):
-    """The `data check` report for a folder of class folders or a train/val layout of them."""
+def check_dataset(data, progress=True, near_threshold=DEFAULT_THRESHOLD):
+    """The `data check` report for a DataSource (sources.py) or a folder: class folders, a train/val layout
+    of them, or a manifest."""
     check_near_threshold(near_threshold)
-    root = require_folder(root)
-    parts = ["train", "val"] if is_split_layout(root) else [""]
-    classes = sorted(set().union(*(find_classes(root / part) for part in parts)))
-    report = {"root": str(root), "layout": "train/val" if parts[0] else "class folders",
-              "classes": classes, "counts": {}, "total": 0, "unreadable": [], "non_image": []}
-    all_paths, all_digests, readable = [], [], ([], [], [])
-    for part in parts:
-        scan = scan_photos(root / part, progress=progress, looks=near_threshold is not None)
-        for name, n in scan.folder.counts().items():
-            bad = sum(1 for p, lab in zip(scan.folder.files, scan.folder.labels)
-                      if scan.folder.classes[lab] == name and p in scan.unreadable)
-            report["counts"][f"{part}/{name}" if part else name] = n - bad
-        report["unreadable"] += [{"path": str(p.relative_to(root)), "error": why}
-                                 for p, why in scan.unreadable.items()]
-        report["non_image"] += [str(p.relative_to(root)) for p in scan.folder.other_files]
-        all_paths += scan.folder.files
-        all_digests += scan.sha256
-        paths, _, digests, looks = scan.readable()
-        for column, part_column in zip(readable, (paths, digests, looks)):
-            column += part_column
-    report["total"] = sum(report["counts"].values())
-    report.update(class_balance(report["counts"], classes))
-    depth = 2 if parts[0] else 1
-    report["duplicates"] = duplicate_groups(all_paths, all_digests, root, depth)
+    source = data if isinstance(data, DataSource) else folder_source(require_folder(data))
+    root, looks = source.root, near_threshold is not None
+    if source.kind == "train/val":
+        scans = [(part, scan_photos(root / part, progress=progress, looks=looks)) for part in ("train", "val")]
+    else:
+        scans = [("", scan_listing(source.photos(), progress=progress, looks=looks))]
+    report = {"root": str(root), "layout": source.kind, "classes": sorted(set().union(
+              *(scan.photos.classes for _, scan in scans))), "counts": {}, "total": 0, "unreadable": [],
+              "non_image": [], "dropped": [], "links_skipped": []}
+    if source.kind == "manifest":
+        report.update(manifest=str(source.manifest.file), multilabel=source.manifest.multilabel)
+    everything, readable = ([], [], []), ([], [], [], [])
+    for part, scan in scans:
+        _count(report, part, scan)
+        photos = scan.photos
+        where = [f"{part}/{place}" if part else place for place in _places(photos)]
+        for column, values in zip(everything, (photos.files, scan.sha256, where)):
+            column += values
+        keep = scan.readable_indices()
+        for column, values in zip(readable, (photos.files, scan.sha256, scan.looks, where)):
+            column += [values[i] for i in keep]
+    report["total"] = len(readable[0])
+    report.update(class_balance(report["counts"], report["classes"]))
+    report["duplicates"] = duplicate_groups(*everything[:2], root, everything[2])
     report["near_threshold"] = near_threshold
-    report["near_duplicates"] = ([] if near_threshold is None else
-                                 near_duplicate_report(*readable, root, near_threshold, depth))
+    report["near_duplicates"] = ([] if near_threshold is None else near_duplicate_report(
+        *readable[:3], root, near_threshold, readable[3], split_layout=source.kind == "train/val"))
     return report
+
+
+def _count(report, part, scan):
+    """Add a scan's readable photos per class, unreadable, non-image and dropped files to the report."""
+    photos = scan.photos
+    readable = [photos.label_sets()[i] for i in scan.readable_indices()]
+    for label, name in enumerate(photos.classes):
+        report["counts"][f"{part}/{name}" if part else name] = sum(label in labels for labels in readable)
+    if photos.multilabel:
+        sizes = defaultdict(int)
+        for labels in readable:
+            sizes[len(labels)] += 1
+        report["labels_per_photo"] = {str(size): n for size, n in sorted(sizes.items())}
+    report["unreadable"] += [{"path": photos.shown(p), "error": why} for p, why in scan.unreadable.items()]
+    report["non_image"] += [photos.shown(p) for p in photos.other_files]
+    report["dropped"] += photos.dropped
+    report["links_skipped"] += [photos.shown(p) for p in photos.links_skipped]
+
+
+def _places(photos):
+    """Where each photo is filed: its class folder, or for a manifest its labels joined by ';'."""
+    if photos.form == "manifest":
+        return [";".join(photos.classes[label] for label in labels) or "(none)" for labels in photos.label_sets()]
+    return [photos.classes[label] for label in photos.labels]
 
 
 def class_balance(counts, classes):
@@ -162,37 +191,53 @@ def class_balance(counts, classes):
             "imbalanced": ratio is not None and ratio > IMBALANCE_WARNING}
 
 
-def format_report(report):
-    lines = [f"{report['root']} ({report['layout']}): {report['total']} readable photos"]
-    width = max(len(k) for k in report["counts"])
+def format_report(report, first=10):
+    """The report as text: counts, balance, then each kind of problem with its first `first` cases."""
+    where = report.get("manifest", report["root"])
+    lines = [f"{where} ({report['layout']}): {report['total']} readable photos"]
+    width = max([len(k) for k in report["counts"]] or [0])
     lines += [f"  {name:<{width}}  {n:>6}" for name, n in report["counts"].items()]
+    if "labels_per_photo" in report:
+        lines.append("labels per photo: " + ", ".join(f"{k}: {n}" for k, n in report["labels_per_photo"].items()))
     lines += _balance_lines(report)
-    lines.append(f"unreadable: {len(report['unreadable'])}")
-    lines += [f"  {r['path']}: {r['error']}" for r in report["unreadable"]]
-    lines.append(f"non-image files in class folders (ignored): {len(report['non_image'])}")
-    lines += [f"  {p}" for p in report["non_image"]]
-    dups = report["duplicates"]
-    across = sum(g["across_folders"] for g in dups)
-    lines.append(f"exact duplicates: {len(dups)} groups ({across} across folders)")
-    for g in dups:
-        tag = "  [across folders]" if g["across_folders"] else ""
-        lines.append(f"  {' = '.join(g['paths'])}{tag}")
-    return "\n".join(lines + _near_lines(report))
+    lines += _listed("unreadable", [f"{r['path']}: {r['error']}" for r in report["unreadable"]], first)
+    if report["layout"] == "manifest":
+        lines += _listed("manifest rows not used", [f"{r['path']}: {r['error']}" for r in report["dropped"]], first)
+    else:
+        lines += _listed("non-image files in class folders (ignored)", report["non_image"], first)
+    if report["links_skipped"]:
+        lines.append(f"folder links not followed (a loop, or a folder already listed: no photo twice): "
+                     f"{', '.join(report['links_skipped'])}")
+    dups, across = report["duplicates"], _across(report)
+    lines.append(f"exact duplicates: {len(dups)} groups ({sum(g['across_folders'] for g in dups)} {across[0]})")
+    lines += [f"  {' = '.join(g['paths'])}" + (f"  [{across[0]}]" if g["across_folders"] else "")
+              for g in dups[:first]]
+    lines += [f"  ... and {len(dups) - first} more (--json lists them all)"] if len(dups) > first else []
+    return "\n".join(lines + _near_lines(report, first))
 
 
-def _near_lines(report):
+def _listed(title, items, first):
+    more = [f"  ... and {len(items) - first} more (--json lists them all)"] if len(items) > first else []
+    return [f"{title}: {len(items)}"] + [f"  {item}" for item in items[:first]] + more
+
+
+def _across(report):
+    """What a group that spans places crosses, as the text says it."""
+    return ("given different labels",) if report["layout"] == "manifest" else ("across folders",)
+
+
+def _near_lines(report, first):
     if report["near_threshold"] is None:
         return ["near-duplicates: not searched (--near-threshold off)"]
-    near = report["near_duplicates"]
+    near, (across,) = report["near_duplicates"], _across(report)
     straddle = sum(g["across_train_val"] for g in near)
     lines = [f"near-duplicates (similarity >= {report['near_threshold']:g}): {len(near)} groups "
-             f"({sum(g['across_folders'] for g in near)} across folders"
+             f"({sum(g['across_folders'] for g in near)} {across}"
              + (f", {straddle} across train and val" if report["layout"] == "train/val" else "") + ")"]
-    for g in near:
-        tag = ("  [across train and val]" if g["across_train_val"]
-               else "  [across folders]" if g["across_folders"] else "")
+    for g in near[:first]:
+        tag = ("  [across train and val]" if g["across_train_val"] else f"  [{across}]" if g["across_folders"] else "")
         lines.append(f"  {' ~ '.join(g['paths'])}  ({g['similarity']:.3f}){tag}")
-    return lines
+    return lines + ([f"  ... and {len(near) - first} more (--json lists them all)"] if len(near) > first else [])
 
 
 def draw_near_pairs(report, path, most=24):
@@ -231,17 +276,18 @@ def _balance_lines(report):
 
 def run_check(settings):
     """`petalnet data check`: print the report (text or JSON), draw the near-duplicate pairs when asked;
-    returns the exit code (1 when some photos are unreadable). Bad settings are said before any photo is read."""
+    returns the exit code (1 when some photos are unreadable or some manifest rows unusable). Bad settings are said before any photo is read."""
     from petalnet.utils.plots import picture_format  # matplotlib only when a picture is asked for
 
     check_fields(settings)
     if settings.pairs_picture:
         picture_format(settings.pairs_picture)  # a suffix it cannot draw: said before reading every photo
-    report = check_dataset(data_folder(settings.dir), near_threshold=settings.near_threshold)
+    source = open_data(data_folder(settings.dir), settings.label_column, settings.allow_paths_outside)
+    report = check_dataset(source, near_threshold=settings.near_threshold)
     print(json.dumps(report) if settings.json else format_report(report))
     if settings.pairs_picture:
         shown = draw_near_pairs(report, settings.pairs_picture)
         said = (f"near-duplicate pairs: {settings.pairs_picture} ({shown} shown)" if shown
                 else f"no near-duplicate pairs: {settings.pairs_picture} not written")
         print(said, file=sys.stderr if settings.json else sys.stdout)
-    return 1 if report["unreadable"] else 0
+    return 1 if report["unreadable"] or report["dropped"] else 0

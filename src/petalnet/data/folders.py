@@ -22,17 +22,43 @@ from petalnet.data.images import is_image_name
 
 
 @dataclass
-class ClassFolder:
-    """The photos of one folder of class folders: `files[i]` is labelled `classes[labels[i]]`."""
+class LabelledPhotos:
+    """Photos with their labels, from a folder of class folders (scan_class_folder) or a manifest
+    (manifest.py): `files[i]` is labelled `classes[labels[i]]`; with `multilabel`, `labels[i]` is a tuple of
+    class indices (empty: none of the classes)."""
 
-    root: Path
+    root: Path  # the folder the photos' paths are shown relative to
     classes: list
     files: list = field(default_factory=list)
     labels: list = field(default_factory=list)
-    other_files: list = field(default_factory=list)
+    other_files: list = field(default_factory=list)  # non-image files in class folders (ignored)
+    parts: list | None = None  # a manifest's split column: "train", "val" or "test" per photo; None: none
+    dropped: list = field(default_factory=list)  # {"path", "error"}: manifest rows not used (missing, repeated...)
+    multilabel: bool = False
+    form: str = "class folders"  # or "manifest"
+    links_skipped: list = field(default_factory=list)  # folder links not followed: a loop, or a folder seen before
+
+    def label_sets(self):
+        """Each photo's labels as a tuple of class indices (one for single-label photos)."""
+        return [tuple(label) if self.multilabel else (label,) for label in self.labels]
 
     def counts(self):
-        return {name: self.labels.count(i) for i, name in enumerate(self.classes)}
+        """{class: photos that carry it}."""
+        counts = {name: 0 for name in self.classes}
+        for labels in self.label_sets():
+            for label in labels:
+                counts[self.classes[label]] += 1
+        return counts
+
+    def shown(self, path):
+        """`path` as reports show it: relative to root when under it, else absolute."""
+        return shown_path(path, self.root)
+
+
+def shown_path(path, root):
+    """`path` relative to `root` when under it (lexically), else as it is."""
+    relative = os.path.relpath(path, root)
+    return str(path) if relative.startswith("..") else relative
 
 
 def is_split_layout(root):
@@ -60,11 +86,12 @@ def find_classes(root):
     return names
 
 
-def walk_folder(root, skipped=None):
+def walk_folder(root, skipped=None, seen=None):
     """(folder, sorted file names) for `root` and every folder below it, depth first, sorted; hidden folders
-    skipped; a folder reached again through a link (its real path already walked) is not walked again and
-    its path is added to the list `skipped` when one is given."""
-    seen = {os.path.realpath(root)}
+    skipped; a folder reached again through a link (its real path already walked, or in the set `seen`
+    shared between walks) is not walked again and its path is added to the list `skipped` when one is given."""
+    seen = set() if seen is None else seen
+    seen.add(os.path.realpath(root))
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         kept = []
         for name in sorted(d for d in dirnames if not d.startswith(".")):
@@ -96,12 +123,13 @@ def scan_class_folder(root, classes=None):
     """List image files under each class folder (recursively), sorted, with their labels."""
     root = require_folder(root)
     classes = classes or find_classes(root)
-    found = ClassFolder(root=root, classes=list(classes))
+    found = LabelledPhotos(root=root, classes=list(classes))
+    seen = {os.path.realpath(root / name) for name in classes}  # a link into another class: not followed
     for label, name in enumerate(classes):
         class_dir = root / name
         if not class_dir.is_dir():
             continue
-        for folder, filenames in walk_folder(class_dir):
+        for folder, filenames in walk_folder(class_dir, found.links_skipped, seen):
             for filename in filenames:
                 path = folder / filename
                 if is_image_name(filename):

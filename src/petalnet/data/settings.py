@@ -33,7 +33,12 @@ class GetSettings(PlainValues):
 @dataclass(frozen=True)
 class CheckSettings(PlainValues):
     """`petalnet data check`: count photos, find unreadable files, exact and near duplicates."""
-    dir: str | None = setting(None, "folder of class folders or train/val (default: $PETALNET_DATA)", positional="?")
+    dir: str | None = setting(None, "class folders, train/val layout, manifest (.csv, .tsv, .jsonl) or archive (.zip, "
+                              ".tar, .tar.gz) of them (default: $PETALNET_DATA)", positional="?")
+    label_column: str | None = setting(None, "a manifest's column of labels (default: label, else labels; a "
+                                       "metadata.csv without one: each photo's folder)", metavar="NAME")
+    allow_paths_outside: bool = setting(False, "a manifest may name photos outside its folder (absolute paths, ..)",
+                                        switch=True)
     json: bool = setting(False, "print one JSON object", switch=True)
     near_threshold: float | None = setting(
         DEFAULT_THRESHOLD, "photos this similar (0-1] are near-duplicates: resized, recompressed, cropped by a few "
@@ -46,9 +51,11 @@ class CheckSettings(PlainValues):
 @dataclass(frozen=True)
 class SplitSettings(PlainValues):
     """`petalnet data split`: a train/val layout of hard links, stratified, reproducible, leak-free."""
-    src: str | None = setting(None, "folder of class folders (default: $PETALNET_DATA)", positional="?")
+    src: str | None = setting(None, "class folders, manifest or archive (default: $PETALNET_DATA)", positional="?")
     out: str = setting(None, "new folder for train/ and val/", required=True)
     val_fraction: float = setting(0.1, "fraction of each class held out for val", above=0, below=1)
     seed: int = setting(0, "random seed of the split")
     near_threshold: float | None = setting_like(CheckSettings, "near_threshold", help=(
         "near-duplicates (similarity (0-1]) stay on one side of the split; off: byte-identical copies only"))
+    label_column: str | None = setting_like(CheckSettings, "label_column")
+    allow_paths_outside: bool = setting_like(CheckSettings, "allow_paths_outside")

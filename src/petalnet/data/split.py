@@ -10,6 +10,7 @@ two classes stays in train, so val never holds a copy of a training photo. `trai
 with the same function.
 """
 
+import csv
 import hashlib
 import os
 import shutil
@@ -18,8 +19,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from petalnet.data.check import check_near_threshold, scan_photos
+from petalnet.data.check import check_near_threshold, scan_listing
 from petalnet.data.download import data_folder
+from petalnet.data.folders import require_folder, shown_path
+from petalnet.data.sources import DataSource, folder_source, open_data
 from petalnet.data.near_duplicates import DEFAULT_THRESHOLD, photo_groups
 from petalnet.errors import UserError
 from petalnet.data.settings import SplitSettings
@@ -34,15 +37,17 @@ class Split:
     classes: tuple[str, ...]  # label i is classes[i]
     train: tuple[tuple[str, int], ...]  # (path relative to source, label) per photo
     val: tuple[tuple[str, int], ...]
-    val_fraction: float
+    val_fraction: float | None  # None: a manifest's split column decided
     seed: int
     near_threshold: float | None = None  # None: near-duplicates not looked for (and splits before 0.2)
     near_duplicate_groups: int = 0  # groups kept on one side
-    left_out: tuple[dict, ...] = ()  # {"path", "error"}: unreadable files, not in either part
+    left_out: tuple[dict, ...] = ()  # {"path", "error"}: unreadable files (and unusable manifest rows)
+    manifest: str | None = None  # the manifest the photos came from, absolute (None: class folders)
+    test: tuple[tuple[str, int], ...] = ()  # a manifest's test rows: in neither part, for evaluate
 
     def part(self, name):
-        """The (relative path, label) pairs of "train" or "val"."""
-        return {"train": self.train, "val": self.val}[name]
+        """The (relative path, label) pairs of "train", "val" or "test"."""
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
 
     def labels(self, name):
         return [label for _, label in self.part(name)]
@@ -53,11 +58,14 @@ class Split:
         return split_paths(self, name, root or self.source)
 
     def to_dict(self):
-        """split.json's layout, as 0.2.0 wrote it."""
-        return {"source": self.source, "val_fraction": self.val_fraction, "seed": self.seed,
-                "near_threshold": self.near_threshold, "near_duplicate_groups": self.near_duplicate_groups,
-                "classes": list(self.classes), "train": [list(pair) for pair in self.train],
-                "val": [list(pair) for pair in self.val], "left_out": list(self.left_out)}
+        """split.json's layout, as 0.2.0 wrote it (with a manifest: its path and its test rows besides)."""
+        saved = {"source": self.source, "val_fraction": self.val_fraction, "seed": self.seed,
+                 "near_threshold": self.near_threshold, "near_duplicate_groups": self.near_duplicate_groups,
+                 "classes": list(self.classes), "train": [list(pair) for pair in self.train],
+                 "val": [list(pair) for pair in self.val], "left_out": list(self.left_out)}
+        if self.manifest:
+            saved.update(manifest=self.manifest, test=[list(pair) for pair in self.test])
+        return saved
 
     @classmethod
     def from_dict(cls, saved):
@@ -68,7 +76,8 @@ class Split:
         return cls(source=saved["source"], classes=tuple(saved["classes"]), train=pairs("train"), val=pairs("val"),
                    val_fraction=saved["val_fraction"], seed=saved["seed"], near_threshold=saved.get("near_threshold"),
                    near_duplicate_groups=saved.get("near_duplicate_groups", 0),
-                   left_out=tuple(saved.get("left_out", ())))
+                   left_out=tuple(saved.get("left_out", ())), manifest=saved.get("manifest"),
+                   test=pairs("test") if "test" in saved else ())
 
 
 def check_fraction(val_fraction):
@@ -117,28 +126,49 @@ def group_keys(digests, groups):
     return keys
 
 
-def make_split(root, val_fraction=0.1, seed=0, progress=True, near_threshold=DEFAULT_THRESHOLD):
-    """Scan `root` and return the Split that `data split` writes and `train` keeps."""
+def make_split(data, val_fraction=0.1, seed=0, progress=True, near_threshold=DEFAULT_THRESHOLD):
+    """Scan `data` (a folder of class folders, or a DataSource of class folders or a manifest) and return the
+    Split that `data split` writes and `train` keeps. A manifest's split column is used as it is."""
     check_fraction(val_fraction)
     check_near_threshold(near_threshold)
-    scan = scan_photos(root, progress=progress, looks=near_threshold is not None)
+    source = data if isinstance(data, DataSource) else folder_source(require_folder(data))
+    photos = source.photos()
+    if photos.multilabel:
+        raise UserError(f"{source.describe()} labels photos with several classes: multi-label training is not "
+                        "built yet (petalnet data check reads it)")
+    scan = scan_listing(photos, progress=progress, looks=near_threshold is not None and photos.parts is None)
     paths, labels, digests, looks = scan.readable()
-    classes = scan.folder.classes
-    for label, name in enumerate(classes):
-        if labels.count(label) < 2:
-            raise UserError(f"class '{name}' has {labels.count(label)} readable photo(s) in {root}: "
-                            "at least 2 are needed to split it")
-    groups = photo_groups(digests, looks, near_threshold)[0] if near_threshold is not None else []
-    train_idx, val_idx = split_indices(labels, group_keys(digests, groups), len(classes), val_fraction, seed)
-    root = Path(root)
+    parts = [photos.parts[i] for i in scan.readable_indices()] if photos.parts is not None else None
+    if parts is not None:
+        train_idx, val_idx, groups = _given_split(source, parts), _given_split(source, parts, "val"), []
+    else:
+        for label, name in enumerate(photos.classes):
+            if labels.count(label) < 2:
+                raise UserError(f"class '{name}' has {labels.count(label)} readable photo(s) in {source.describe()}: "
+                                "at least 2 are needed to split it")
+        groups = photo_groups(digests, looks, near_threshold)[0] if near_threshold is not None else []
+        train_idx, val_idx = split_indices(labels, group_keys(digests, groups), len(photos.classes), val_fraction,
+                                           seed)
 
     def entries(idx):
-        return tuple((str(paths[i].relative_to(root)), labels[i]) for i in idx)
+        return tuple((shown_path(paths[i], source.root), labels[i]) for i in idx)
 
-    return Split(source=str(root.resolve()), classes=tuple(classes), train=entries(train_idx), val=entries(val_idx),
-                 val_fraction=val_fraction, seed=seed, near_threshold=near_threshold,
-                 near_duplicate_groups=len(groups),
-                 left_out=tuple({"path": str(p.relative_to(root)), "error": why} for p, why in scan.unreadable.items()))
+    manifest = str(source.manifest.file.absolute()) if source.manifest else None
+    left_out = [{"path": photos.shown(p), "error": why} for p, why in scan.unreadable.items()] + photos.dropped
+    return Split(source=str(Path(source.root).resolve()), classes=tuple(photos.classes), train=entries(train_idx),
+                 val=entries(val_idx), val_fraction=val_fraction if parts is None else None, seed=seed,
+                 near_threshold=near_threshold if parts is None else None, near_duplicate_groups=len(groups),
+                 left_out=tuple(left_out), manifest=manifest,
+                 test=entries([i for i, part in enumerate(parts or ()) if part == "test"]))
+
+
+def _given_split(source, parts, name="train"):
+    """The indices of a manifest's rows whose split column says `name`; UserError when there are none."""
+    found = [i for i, part in enumerate(parts) if part == name]
+    if not found:
+        raise UserError(f"{source.manifest.file} has no readable {name} photos in its split column: give some "
+                        f"rows split {name}, or drop the column to let petalnet split them")
+    return found
 
 
 def split_paths(split, part, root):
@@ -152,7 +182,8 @@ def split_paths(split, part, root):
 
 
 def write_split_folders(split, out):
-    """Materialize a Split as out/train/<class>/..., out/val/<class>/... (hard links) + out/split.json."""
+    """Materialize a Split as out/train/..., out/val/... (hard links) + out/split.json; from a manifest, also
+    out/test/... and out/labels.csv (path, label, split: a manifest `train --data` takes as it is)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} already exists and is not empty: choose another --out or remove it")
@@ -160,11 +191,16 @@ def write_split_folders(split, out):
     source = Path(split.source)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        copied = 0
-        for part in ("train", "val"):
-            for rel, _label in split.part(part):
-                copied += _link_or_copy(source / rel, tmp / part / rel)
+        copied, rows = 0, []
+        for part in ("train", "val", "test"):
+            for rel, label in split.part(part):
+                placed = Path(part) / _inside(rel)
+                copied += _link_or_copy(source / rel, tmp / placed)
+                rows.append((placed.as_posix(), split.classes[label], part))
         write_json(tmp / "split.json", split.to_dict())
+        if split.manifest:
+            with open(tmp / "labels.csv", "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows([("path", "label", "split"), *rows])
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -173,6 +209,13 @@ def write_split_folders(split, out):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return copied
+
+
+def _inside(rel):
+    """A photo's place under a part's folder: its path, or for a photo outside the manifest's folder (an
+    absolute path) `_outside/` and its path without the root."""
+    path = Path(rel)
+    return Path("_outside", *path.parts[1:]) if path.is_absolute() else path
 
 
 def _link_or_copy(src, dst):
@@ -189,7 +232,7 @@ def _link_or_copy(src, dst):
 def summarize(split):
     classes = split.classes
     lines = []
-    for part in ("train", "val"):
+    for part in ("train", "val", "test") if split.test else ("train", "val"):
         counts = [0] * len(classes)
         for label in split.labels(part):
             counts[label] += 1
@@ -199,7 +242,8 @@ def summarize(split):
         lines.append(f"kept {split.near_duplicate_groups} group(s) of near-duplicates (similarity >= "
                      f"{split.near_threshold:g}) on one side each")
     if split.left_out:
-        lines.append(f"left out {len(split.left_out)} unreadable file(s):")
+        lines.append(f"left out {len(split.left_out)} unreadable file(s)" + (" or unusable row(s):" if split.manifest
+                                                                                else ":"))
         lines += [f"  {r['path']}: {r['error']}" for r in split.left_out]
     return "\n".join(lines)
 
@@ -207,10 +251,14 @@ def summarize(split):
 def run_split(settings):
     """`petalnet data split`: split, write the train/val layout, say what went where. Returns 0."""
     check_fields(settings)
-    split = make_split(data_folder(settings.src), settings.val_fraction, settings.seed,
-                       near_threshold=settings.near_threshold)
+    source = open_data(data_folder(settings.src), settings.label_column, settings.allow_paths_outside)
+    if source.kind == "train/val":
+        raise UserError(f"{source.root} is split already (train/ and val/)")
+    split = make_split(source, settings.val_fraction, settings.seed, near_threshold=settings.near_threshold)
     copied = write_split_folders(split, settings.out)
     print(summarize(split))
     how = f"copied {copied} file(s) where hard links failed" if copied else "hard links, no copies"
-    print(f"wrote {settings.out}/train and {settings.out}/val ({how})")
+    made = (f"{settings.out}/train, {settings.out}/val, {settings.out}/test and {settings.out}/labels.csv"
+            if split.manifest else f"{settings.out}/train and {settings.out}/val")
+    print(f"wrote {made} ({how})")
     return 0

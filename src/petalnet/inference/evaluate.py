@@ -50,7 +50,8 @@ def run_evaluate(settings):
     ckpt = load_checkpoint(model)
     backend = TorchBackend.from_checkpoint(ckpt, model, settings.device)
     spec, device = ckpt.spec, backend.device
-    name, paths, labels = evaluation_photos(ckpt, model, settings.data)
+    name, paths, labels = evaluation_photos(ckpt, model, settings.data, settings.label_column,
+                                            settings.allow_paths_outside)
     if not paths:
         raise UserError("no photos to evaluate")
     photos = eval_dataset(paths, labels, spec.image_size, spec.eval_resize)  # as train's val decodes them

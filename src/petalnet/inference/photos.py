@@ -2,14 +2,16 @@
 
     name, paths, labels = evaluation_photos(ckpt, "runs/seed", data=None)    # the run's val split
     name, paths, labels = evaluation_photos(ckpt, "runs/seed", data="new/")  # class folders or train/val
+    name, paths, labels = evaluation_photos(ckpt, "runs/seed", data="labels.csv")  # its test (or val) rows
 """
 
 import sys
 from pathlib import Path
 
 from petalnet.config.run import RunFolder, saved_facts
-from petalnet.data.check import scan_photos
-from petalnet.data.folders import find_classes, is_split_layout, require_folder
+from petalnet.data.check import scan_listing, scan_photos
+from petalnet.data.folders import LabelledPhotos, find_classes, require_folder
+from petalnet.data.sources import open_data
 from petalnet.errors import UserError
 
 
@@ -47,10 +49,40 @@ def folder_photos(root, classes):
     return paths, labels
 
 
-def evaluation_photos(ckpt, model_path, data):
+def evaluation_photos(ckpt, model_path, data, label_column=None, allow_outside=False):
+    """(name, paths, labels) of the photos a checkpoint is scored on: the run's val photos (data None), a
+    train/val layout's val/, class folders, or a manifest's test rows (else its val rows, else all)."""
     if data is None:
         return own_val_photos(ckpt, model_path)
-    root = require_folder(data)
-    if is_split_layout(root):
-        root = root / "val"
-    return root.name, *folder_photos(root, ckpt.spec.classes)
+    source = open_data(data, label_column, allow_outside)
+    if source.kind == "train/val":
+        return "val", *folder_photos(source.root / "val", ckpt.spec.classes)
+    if source.kind == "class folders":
+        return source.root.name, *folder_photos(source.root, ckpt.spec.classes)
+    return manifest_photos(source, ckpt.spec.classes)
+
+
+def manifest_photos(source, classes):
+    """A manifest's rows to score, labelled with the checkpoint's class indices: its test rows when its split
+    column has some, else its val rows, else every row; unreadable photos and unusable rows said and left out."""
+    photos = source.photos()
+    if photos.multilabel:
+        raise UserError(f"{source.describe()} labels photos with several classes: multi-label evaluation is not "
+                        "built yet")
+    part = next((name for name in ("test", "val") if name in (photos.parts or ())), None)
+    keep = [i for i in range(len(photos.files)) if part is None or photos.parts[i] == part]
+    unknown = sorted({photos.classes[photos.labels[i]] for i in keep} - set(classes))
+    if unknown:
+        raise UserError(f"class names differ: {source.manifest.file} has {', '.join(unknown)}, which the model does "
+                        f"not know ({', '.join(classes)})")
+    listing = LabelledPhotos(root=photos.root, classes=list(classes), files=[photos.files[i] for i in keep],
+                             labels=[classes.index(photos.classes[photos.labels[i]]) for i in keep])
+    scan = scan_listing(listing)
+    left_out = [f"{listing.shown(p)} ({why})" for p, why in scan.unreadable.items()]
+    left_out += [f"{row['path']} ({row['error']})" for row in photos.dropped]
+    if left_out:
+        print(f"left out {len(left_out)} photo(s): " + ", ".join(left_out), file=sys.stderr)
+    paths, labels, _, _ = scan.readable()
+    if not paths:
+        raise UserError(f"no readable photos to score in {source.manifest.file}")
+    return part or source.manifest.file.stem, paths, labels

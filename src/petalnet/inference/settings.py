@@ -15,7 +15,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from petalnet.devices.options import device_setting
-from petalnet.utils.fields import PlainValues, setting
+from petalnet.data.settings import CheckSettings
+from petalnet.utils.fields import PlainValues, setting, setting_like
 
 FORMATS = ("onnx", "torchscript")
 QUANTIZE = ("int8",)
@@ -49,7 +50,10 @@ class PredictSettings(PlainValues):
 class EvaluateSettings(PlainValues):
     """Which model `petalnet evaluate` scores, on which labelled photos, and where the report goes."""
     model: str = setting(REQUIRED, "run folder (uses its best.pt) or checkpoint file", positional=1)
-    data: str | None = setting(None, "class folders or a train/val layout (its val/); default: the run's val")
+    data: str | None = setting(None, "class folders, a train/val layout (its val/), a manifest (its test rows, else "
+                               "its val rows, else all) or an archive; default: the run's val")
+    label_column: str | None = setting_like(CheckSettings, "label_column")
+    allow_paths_outside: bool = setting_like(CheckSettings, "allow_paths_outside")
     out: str | None = setting(None, "folder for report.json and pictures (default: RUN/eval-<name>/)")
     json: bool = setting(False, "print the report as one JSON object", switch=True)
     device: str = device_setting()

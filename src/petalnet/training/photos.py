@@ -1,8 +1,9 @@
-"""The photos of a run: a train/val layout as it is, or a folder of class folders split on the fly.
+"""The photos of a run: a train/val layout as it is, or class folders or a manifest split on the fly.
 
-    split = shared_split(root, config, processes)   # under torchrun: rank 0's split, on every rank
-    photos = load_data(root, config, split)  # TrainData: classes, train and val paths and labels
-    check_same_photos(photos, root, processes)   # under torchrun: every machine lists the same photos
+    source = open_data("photos/")                    # data/sources.py: class folders, train/val, manifest
+    split = shared_split(source, config, processes)   # under torchrun: rank 0's split, on every rank
+    photos = load_data(source, config, split)  # TrainData: classes, train and val paths and labels
+    check_same_photos(photos, source.root, processes)   # under torchrun: every machine lists the same photos
 """
 
 import hashlib
@@ -11,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from petalnet.data.check import scan_photos
-from petalnet.data.folders import find_classes, is_split_layout, require_folder
+from petalnet.data.folders import find_classes, require_folder
 from petalnet.data.split import Split, make_split
 from petalnet.devices import distributed
 from petalnet.errors import UserError
@@ -26,32 +27,31 @@ class TrainData:
     val_labels: list
     layout: str
     left_out: list = field(default_factory=list)  # [{"path", "error"}] unreadable photos
-    split: Split | None = None  # data/split.py's Split when petalnet split a folder of class folders
+    split: Split | None = None  # data/split.py's Split of class folders or a manifest
 
 
-def load_data(root, config, saved_split=None, progress=True):
-    """Find the photos: a train/val layout as is, or a folder of class folders split on the fly."""
-    root = require_folder(root)
-    if is_split_layout(root):
-        return _load_split_layout(root, progress)
-    split = saved_split or make_split(root, config.val_fraction, config.seed, progress=progress)
-    return TrainData(classes=list(split.classes), train_paths=split.paths("train", root),
-                     val_paths=split.paths("val", root), train_labels=split.labels("train"),
-                     val_labels=split.labels("val"), layout="class folders", left_out=list(split.left_out),
+def load_data(source, config, saved_split=None, progress=True):
+    """Find the photos of a DataSource (data/sources.py): a train/val layout as is; class folders or a
+    manifest split on the fly (a manifest's split column as it says)."""
+    if source.kind == "train/val":
+        return _load_split_layout(require_folder(source.root), progress)
+    split = saved_split or make_split(source, config.val_fraction, config.seed, progress=progress)
+    return TrainData(classes=list(split.classes), train_paths=split.paths("train", source.root),
+                     val_paths=split.paths("val", source.root), train_labels=split.labels("train"),
+                     val_labels=split.labels("val"), layout=source.kind, left_out=list(split.left_out),
                      split=split)
 
 
-def shared_split(root, config, processes, progress=True):
-    """Under torchrun, rank 0's split of a folder of class folders, on every rank (None otherwise): one
+def shared_split(source, config, processes, progress=True):
+    """Under torchrun, rank 0's split of class folders or a manifest, on every rank (None otherwise): one
     process reads and compares every photo, and all ranks train on one split even when machines' float
     arithmetic differs at a near-duplicate threshold's edge."""
     if not processes.active:
         return None
 
     def split_here():
-        folder = require_folder(root)
-        return None if is_split_layout(folder) else make_split(folder, config.val_fraction, config.seed,
-                                                               progress=progress)
+        return None if source.kind == "train/val" else make_split(source, config.val_fraction, config.seed,
+                                                                  progress=progress)
 
     return distributed.on_rank0(split_here, processes)
 

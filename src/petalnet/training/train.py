@@ -31,6 +31,7 @@ from petalnet.config.run import Machine, RunFacts, RunFolder, RunRecord, saved_s
 from petalnet.config.sizes import eval_image_size, inference_spec
 from petalnet.config.train import TrainConfig, TrainRequest, checked_config, resolve_config, resumed_config
 from petalnet.data.download import default_data_dir
+from petalnet.data.sources import DataSource, open_data
 from petalnet.data.split import Split
 from petalnet.devices import distributed
 from petalnet.devices.select import describe, pick_device
@@ -76,7 +77,7 @@ class Session:
 class StartingPoint:
     """What rank 0 reads before a run starts, and sends to the other ranks."""
     config: TrainConfig
-    data: str  # the photos' folder
+    data: str  # what --data named (or the resumed run's): a folder, a manifest or an archive
     previous: Checkpoint | None  # a resumed run's last.pt (None: the run starts at epoch 1)
     split: Split | None  # a resumed run's split.json
 
@@ -102,10 +103,11 @@ class Progress:
 
 
 def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", resume=False, overwrite=False,
-          progress=True, log=print, options=None, config=None):
+          progress=True, log=print, options=None, config=None, label_column=None, allow_paths_outside=False):
     """Train a model into the run folder `out`; returns the list of per-epoch metric rows.
 
-    recipe + overrides (TrainConfig setting name -> value; None: the recipe's), or config: a whole
+    data: class folders, a train/val layout, a manifest or an archive (data/sources.py; label_column and
+    allow_paths_outside: how a manifest is read). recipe + overrides (TrainConfig setting name -> value; None: the recipe's), or config: a whole
     TrainConfig (config/train.py); options: DeviceOptions (how fast to run here). Under torchrun every
     process calls this; rank 0 alone writes and prints.
     """
@@ -113,7 +115,8 @@ def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto"
         raise UserError("config= is a whole run's settings: pass it alone, without recipe=, overrides= or "
                         "resume= (a resumed run keeps its own; overrides={'epochs': N} trains it longer)")
     asked = TrainRequest(data=None if data is None else str(data), out=str(out), recipe=recipe, device=device,
-                         resume=resume, overwrite=overwrite)
+                         resume=resume, overwrite=overwrite, label_column=label_column,
+                         allow_paths_outside=allow_paths_outside)
     check_fields(asked)
     processes, device = distributed.start(pick_device(asked.device))
     rank_log = RankLog(processes)  # under torchrun: RUN/logs/rank-K.log, once the run folder exists
@@ -149,11 +152,13 @@ def _train(request, session, rank_log):
                                        depthwise=architecture_has_depthwise_convs(config.model))
     if config.pipeline == "cache":
         memory_budget(config, session.settings)  # a budget below one batch stops the run before it starts
-    split = start.split or shared_split(start.data, config, processes, session.progress)
-    photos = load_data(start.data, config, split, session.progress)
-    check_photos(photos, config, start.data, processes)
+    source = data_source(start, request.asked)
+    split = start.split or shared_split(source, config, processes, session.progress)
+    photos = load_data(source, config, split, session.progress)
+    check_photos(photos, config, source.root, processes)
     if photos.left_out:
-        log(f"left out {len(photos.left_out)} unreadable file(s):")
+        log(f"left out {len(photos.left_out)} unreadable file(s)" + (" or unusable row(s):" if source.kind == "manifest"
+                                                                        else ":"))
         for row in photos.left_out:
             log(f"  {row['path']}: {row['error']}")
     facts = RunFacts(data=str(Path(start.data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
@@ -195,6 +200,15 @@ def starting_point(request, log):
     if data is None:
         raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
     return StartingPoint(config, str(data), previous, folder.read_split() if asked.resume else None)
+
+
+def data_source(start, asked):
+    """The run's photos (data/sources.py); a resumed run from a manifest finds them through its split.json,
+    which names each photo, unless --data names them anew."""
+    split = start.split
+    if split is not None and split.manifest and not asked.data:
+        return DataSource(kind="manifest", root=Path(split.source), given=start.data)
+    return open_data(start.data, asked.label_column, asked.allow_paths_outside)
 
 
 def check_photos(photos, config, data, processes):
