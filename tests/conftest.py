@@ -37,7 +37,8 @@ SMALL = ["--recipe", "seed", "--model", SMALL_MODEL, "--lr", "0.003", "--image-s
 # and the tests marked @pytest.mark.slow in their modules: what starts many child processes (torchrun,
 # servers, the CLI's exit codes, benchmarks/) or trains runs of its own beyond the session's.
 SLOW_MODULES = {"test_benchmarks", "test_cli_robustness", "test_compat_old_runs", "test_finetune",
-                "test_serving_guards", "test_training_crashes", "test_training_distributed", "test_training_levers"}
+                "test_serving_guards", "test_training_crashes", "test_training_distributed", "test_training_levers",
+                "test_mosaics"}
 
 
 def pytest_collection_modifyitems(items):

@@ -88,15 +88,16 @@ def find_classes(root):
 
 def walk_folder(root, skipped=None, seen=None):
     """(folder, sorted file names) for `root` and every folder below it, depth first, sorted; hidden folders
-    skipped; a folder reached again through a link (its real path already walked, or in the set `seen`
-    shared between walks) is not walked again and its path is added to the list `skipped` when one is given."""
+    skipped; a link to a folder above it (a loop) or to one reached before (its real path already walked,
+    or in the set `seen` shared between walks) is not walked and its path is added to the list `skipped` when one is given."""
     seen = set() if seen is None else seen
     seen.add(os.path.realpath(root))
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         kept = []
         for name in sorted(d for d in dirnames if not d.startswith(".")):
             real = os.path.realpath(os.path.join(dirpath, name))
-            if real in seen:
+            here = os.path.realpath(dirpath)
+            if real in seen or here == real or here.startswith(real.rstrip(os.sep) + os.sep):  # seen, or a loop
                 if skipped is not None:
                     skipped.append(Path(dirpath) / name)
                 continue
