@@ -20,6 +20,8 @@ class InferenceSpec:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # normalization: (x / 255 - mean) / std, per channel
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     tta_flip: bool = False  # average the logits of each photo and its mirror image
+    task: str = "single"  # single: softmax, one class a photo; multilabel: a sigmoid a class, several a photo
+    thresholds: tuple[float, ...] | None = None  # multilabel: class i is given when its probability >= thresholds[i]
 
     @classmethod
     def from_dict(cls, meta, source="checkpoint"):
@@ -32,8 +34,15 @@ class InferenceSpec:
             raise UserError(f"{source} lacks what a model needs to classify ({', '.join(missing)})") from None
         return spec
 
+    @property
+    def multilabel(self):
+        return self.task == "multilabel"
+
     def to_dict(self):
-        """Plain JSON, keys in the order 0.2.0 wrote them."""
-        return {"classes": list(self.classes), "image_size": self.image_size, "model": self.model,
-                "eval_resize": self.eval_resize, "mean": list(self.mean), "std": list(self.std),
-                "tta_flip": self.tta_flip}
+        """Plain JSON, keys in the order 0.2.0 wrote them (a multi-label model's task and thresholds after)."""
+        saved = {"classes": list(self.classes), "image_size": self.image_size, "model": self.model,
+                 "eval_resize": self.eval_resize, "mean": list(self.mean), "std": list(self.std),
+                 "tta_flip": self.tta_flip}
+        if self.multilabel:
+            saved.update(task=self.task, thresholds=list(self.thresholds or [0.5] * len(self.classes)))
+        return saved
