@@ -130,3 +130,28 @@ def cut(image, left, top, right, bottom):
     """A copy of `image` with these fractions of its width and height cut off each side."""
     w, h = image.size
     return image.crop((round(w * left), round(h * top), w - round(w * right), h - round(h * bottom)))
+
+
+def make_mosaics(photos, folder, count, seed=0, size=64, split=None):
+    """folder/m_<k>.jpg: `count` 2x2 mosaics of the class folders' photos under `photos`, each of 1 to 3
+    classes, and folder/labels.csv (path,labels[,split]: `split(k)` gives mosaic k's). Returns the rows."""
+    import csv
+    import random
+
+    rng, classes = random.Random(seed), sorted(p.name for p in photos.iterdir() if p.is_dir())
+    files = {name: sorted((photos / name).glob("*.jpg")) for name in classes}
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(count):
+        chosen = rng.sample(classes, rng.randint(1, 3))
+        tiles = chosen + [rng.choice(chosen) for _ in range(4 - len(chosen))]
+        rng.shuffle(tiles)
+        mosaic = Image.new("RGB", (size, size))
+        for t, name in enumerate(tiles):
+            tile = Image.open(rng.choice(files[name])).convert("RGB").resize((size // 2, size // 2))
+            mosaic.paste(tile, ((t % 2) * size // 2, (t // 2) * size // 2))
+        mosaic.save(folder / f"m_{k:03d}.jpg", quality=92)
+        rows.append([f"m_{k:03d}.jpg", ";".join(sorted(chosen))] + ([split(k)] if split else []))
+    with open(folder / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "labels"] + (["split"] if split else []), *rows])
+    return rows

@@ -115,7 +115,7 @@ def test_train_leaves_out_unusable_rows_and_says_so(tmp_path, capsys):
     assert record["num_train"] + record["num_val"] == 12 and record["left_out"][0]["path"] == "p/gone.jpg"
 
 
-def test_jsonl_lists_are_several_labels_and_train_says_it_cannot_yet(tmp_path, capsys):
+def test_jsonl_lists_are_several_labels_and_even_four_photos_train(tmp_path, capsys):
     make_class_folders(tmp_path, {"x": 4})
     lines = [{"path": f"x/img_{k:03d}.jpg", "labels": labels}
              for k, labels in enumerate([["roses", "tulips"], ["roses"], [], ["tulips", "daisy", "roses"]])]
@@ -125,16 +125,18 @@ def test_jsonl_lists_are_several_labels_and_train_says_it_cannot_yet(tmp_path, c
     assert code == 0 and report["multilabel"] and report["classes"] == ["daisy", "roses", "tulips"]
     assert report["counts"] == {"daisy": 1, "roses": 3, "tulips": 2}
     assert report["labels_per_photo"] == {"0": 1, "1": 1, "2": 1, "3": 1}
-    assert cli("train", "--data", manifest, "--out", tmp_path / "run", *SMALL) == 2
-    assert "multi-label training is not built yet" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
+    assert cli("train", "--data", manifest, "--out", tmp_path / "run", *SMALL, "--epochs", "1") == 0
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert len(split["val"]) == 1 and sorted(map(tuple, (labels for _, labels in split["train"] + split["val"]))) == \
+        [(), (0, 1, 2), (1,), (1, 2)]
 
 
 def test_imagefolder_metadata_labels_from_folders_or_a_named_column_and_split_folders(tmp_path, capsys):
     make_class_folders(tmp_path / "hf" / "train", {"cat": 3, "dog": 3})
     make_class_folders(tmp_path / "hf" / "validation", {"cat": 1, "dog": 1}, start_seed=50)
     for part in ("train", "validation"):
-        names = sorted(p.relative_to(tmp_path / "hf" / part).as_posix() for p in (tmp_path / "hf" / part).rglob("*.jpg"))
+        folder = tmp_path / "hf" / part
+        names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg"))
         rows = [[name, "pet" if name.startswith("cat") else "other"] for name in names]
         write_csv(tmp_path / "hf" / part / "metadata.csv", ["file_name", "kind"], rows)
     source = open_data(tmp_path / "hf")

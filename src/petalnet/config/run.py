@@ -35,6 +35,7 @@ from petalnet.utils.fileio import write_json, write_text
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr", "image_size", "eval_image_size",
                   "epoch_seconds", "train_images_per_s", "elapsed_s"]
+MULTILABEL_COLUMNS = ["val_map"]  # a multi-label run's metrics.csv has them too (macro mean average precision)
 RUN_FILES = ["best.pt", "last.pt", "class_indices.json", "config.json", "metrics.csv", "curves.png",
              "split.json"]
 
@@ -216,10 +217,11 @@ class RunFolder:
 
     def write_metrics(self, history):
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        columns = METRIC_COLUMNS + [key for key in MULTILABEL_COLUMNS if any(key in row for row in history)]
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in history:
-            writer.writerow({k: _fmt(row.get(k, "")) for k in METRIC_COLUMNS})  # older runs lack some
+            writer.writerow({k: _fmt(row.get(k, "")) for k in columns})  # older runs lack some
         write_text(self.path / "metrics.csv", buffer.getvalue())
 
     def read_metrics(self):

@@ -22,6 +22,8 @@ from petalnet.utils.fields import PlainValues, SettingError, check_fields, setti
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine")
+TASKS = ("auto", "single", "multilabel")
+MULTILABEL_LOSSES = ("bce", "asl")
 AUTO_AUGMENTS = ("none", "trivial", "randaugment")
 EVAL_RESIZES = ("squash", "center_crop")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -45,6 +47,11 @@ class TrainConfig:
     scheduler: str = setting("constant", "learning rate schedule, per step", choices=SCHEDULERS)
     warmup_epochs: int = setting(0, "linear warmup epochs (cut to fit --epochs unless given)", at_least=0)
     label_smoothing: float = setting(0.0, "cross-entropy label smoothing", at_least=0, below=1)
+    task: str = setting("auto", "single: one class a photo (softmax); multilabel: any number (a sigmoid a class, a "
+                        "threshold a class chosen on val); auto: multilabel when the data has a labels column",
+                        choices=TASKS)
+    multilabel_loss: str = setting("bce", "multi-label loss: bce (binary cross-entropy) or asl (asymmetric loss: "
+                                   "easy negatives down-weighted)", choices=MULTILABEL_LOSSES)
     dropout: float = setting(0.5, "dropout before the AlexNets' hidden linear layers (others keep their own)",
                              at_least=0, below=1)
     # Starting weights (models/weights.py) and how a pretrained body is trained (training/layers.py).
@@ -256,6 +263,10 @@ def validate_config(config):
         ("head_epochs", not (c.head_epochs or c.freeze_fraction) or c.pretrained != "none" or c.init,
          "{} and --freeze-fraction keep a body frozen: they need --pretrained or --init"),
         ("init", not (c.init and c.pretrained != "none"), "{} and --pretrained both give starting weights: pick one"),
+        ("task", c.task != "multilabel" or not (c.mixup_alpha or c.cutmix_alpha or c.sampler != "uniform"
+                                                or c.class_weights != "none"),
+         "{} multilabel does not take --mixup-alpha, --cutmix-alpha, --sampler balanced or --class-weights "
+         "balanced (they are built for one class a photo)"),
     ]
     for name, ok, sentence in ties:
         if not ok:

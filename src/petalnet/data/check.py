@@ -276,7 +276,8 @@ def _balance_lines(report):
 
 def run_check(settings):
     """`petalnet data check`: print the report (text or JSON), draw the near-duplicate pairs when asked;
-    returns the exit code (1 when some photos are unreadable or some manifest rows unusable). Bad settings are said before any photo is read."""
+    returns the exit code (1 when some photos are unreadable or some manifest rows unusable). Bad settings are
+    said before any photo is read."""
     from petalnet.utils.plots import picture_format  # matplotlib only when a picture is asked for
 
     check_fields(settings)

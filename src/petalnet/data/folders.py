@@ -89,7 +89,8 @@ def find_classes(root):
 def walk_folder(root, skipped=None, seen=None):
     """(folder, sorted file names) for `root` and every folder below it, depth first, sorted; hidden folders
     skipped; a link to a folder above it (a loop) or to one reached before (its real path already walked,
-    or in the set `seen` shared between walks) is not walked and its path is added to the list `skipped` when one is given."""
+    or in the set `seen` shared between walks) is not walked and its path is added to the list `skipped` when
+    one is given."""
     seen = set() if seen is None else seen
     seen.add(os.path.realpath(root))
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):

@@ -99,7 +99,7 @@ def _split_metadata(folder):
 def _merged(folder, files, label_column):
     """One Manifest of imagefolder's split folders: each row's path from `folder`, its split the folder's."""
     rows, manifests = [], [read_manifest(file, label_column) for file in files.values()]
-    for (name, file), manifest in zip(files.items(), manifests):
+    for name, manifest in zip(files, manifests):
         rows += [replace(row, path=str(Path(name) / row.path), split=SPLIT_FOLDERS[name]) for row in manifest.rows]
     first = manifests[0]
     return Manifest(file=folder / METADATA[0], rows=tuple(rows), label_column=first.label_column,

@@ -44,6 +44,7 @@ class Split:
     left_out: tuple[dict, ...] = ()  # {"path", "error"}: unreadable files (and unusable manifest rows)
     manifest: str | None = None  # the manifest the photos came from, absolute (None: class folders)
     test: tuple[tuple[str, int], ...] = ()  # a manifest's test rows: in neither part, for evaluate
+    multilabel: bool = False  # labels are tuples of class indices (a manifest's labels column)
 
     def part(self, name):
         """The (relative path, label) pairs of "train", "val" or "test"."""
@@ -65,19 +66,24 @@ class Split:
                  "val": [list(pair) for pair in self.val], "left_out": list(self.left_out)}
         if self.manifest:
             saved.update(manifest=self.manifest, test=[list(pair) for pair in self.test])
-        return saved
+        if self.multilabel:
+            saved.update(multilabel=True)
+            for part in ("train", "val", "test"):
+                saved[part] = [[rel, list(labels)] for rel, labels in self.part(part)] if part in saved else None
+        return {key: value for key, value in saved.items() if value is not None}
 
     @classmethod
     def from_dict(cls, saved):
         """From split.json's dict (KeyError/TypeError/ValueError when it is not one)."""
         def pairs(part):
-            return tuple((str(rel), int(label)) for rel, label in saved[part])
+            return tuple((str(rel), tuple(map(int, label)) if isinstance(label, list) else int(label))
+                         for rel, label in saved[part])
 
         return cls(source=saved["source"], classes=tuple(saved["classes"]), train=pairs("train"), val=pairs("val"),
                    val_fraction=saved["val_fraction"], seed=saved["seed"], near_threshold=saved.get("near_threshold"),
                    near_duplicate_groups=saved.get("near_duplicate_groups", 0),
                    left_out=tuple(saved.get("left_out", ())), manifest=saved.get("manifest"),
-                   test=pairs("test") if "test" in saved else ())
+                   test=pairs("test") if "test" in saved else (), multilabel=bool(saved.get("multilabel")))
 
 
 def check_fraction(val_fraction):
@@ -112,6 +118,46 @@ def split_indices(labels, digests, num_classes, val_fraction, seed):
     return [i for i in range(len(labels)) if i not in val_set], sorted(val)
 
 
+def split_label_sets(label_sets, keys, num_classes, val_fraction, seed):
+    """(train_idx, val_idx) for photos with several labels: iterative stratification (Sechidis, Tsoumakas and
+    Vlahavas, 2011) over units of photos that share a key (copies, near-duplicate groups), so each class's share
+    of val is near val_fraction and no unit is cut in two; a unit whose photos differ in labels stays in train.
+    The rarest class left is placed first, each of its units going where it is wanted most (the seed orders ties)."""
+    check_fraction(val_fraction)
+    units = defaultdict(list)
+    for i, key in enumerate(keys):
+        units[key].append(i)
+    fraction = {"train": 1 - val_fraction, "val": val_fraction}
+    counts = [sum(label in labels for labels in label_sets) for label in range(num_classes)]
+    wanted = {part: [share * n for n in counts] for part, share in fraction.items()}
+    room = {part: share * len(label_sets) for part, share in fraction.items()}
+    side, left = {}, sorted(units, key=lambda key: _rank(seed, key))
+    for key in [key for key in left if len({label_sets[i] for i in units[key]}) > 1]:
+        side[key] = "train"
+    left = [key for key in left if key not in side]
+    while left:
+        present = [(sum(label in label_sets[units[key][0]] for key in left), label) for label in range(num_classes)]
+        rarest = min(((n, label) for n, label in present if n), default=None)
+        batch = [key for key in left if rarest is None or rarest[1] in label_sets[units[key][0]]]
+        for key in batch:
+            labels = label_sets[units[key][0]]
+            part = max(("val", "train"), key=lambda p: (wanted[p][rarest[1]] if rarest else 0, room[p], p == "train"))
+            side[key] = part
+            room[part] -= len(units[key])
+            for label in labels:
+                wanted[part][label] -= len(units[key])
+        left = [key for key in left if key not in side]
+    free = [key for key in sorted(units, key=lambda key: _rank(seed, key))
+            if len({label_sets[i] for i in units[key]}) == 1]
+    if "val" not in side.values() and len(free) > 1:  # too few photos for any class's share: one unit, as single-label
+        side[free[0]] = "val"
+    val = sorted(i for key, part in side.items() if part == "val" for i in units[key])
+    if not val:
+        raise UserError("too few photos to hold some out for val: add photos or raise --val-fraction")
+    chosen = set(val)
+    return [i for i in range(len(label_sets)) if i not in chosen], val
+
+
 def _rank(seed, digest):
     return hashlib.sha256(f"{seed}:{digest}".encode()).hexdigest()
 
@@ -133,14 +179,15 @@ def make_split(data, val_fraction=0.1, seed=0, progress=True, near_threshold=DEF
     check_near_threshold(near_threshold)
     source = data if isinstance(data, DataSource) else folder_source(require_folder(data))
     photos = source.photos()
-    if photos.multilabel:
-        raise UserError(f"{source.describe()} labels photos with several classes: multi-label training is not "
-                        "built yet (petalnet data check reads it)")
     scan = scan_listing(photos, progress=progress, looks=near_threshold is not None and photos.parts is None)
     paths, labels, digests, looks = scan.readable()
     parts = [photos.parts[i] for i in scan.readable_indices()] if photos.parts is not None else None
     if parts is not None:
         train_idx, val_idx, groups = _given_split(source, parts), _given_split(source, parts, "val"), []
+    elif photos.multilabel:
+        groups = photo_groups(digests, looks, near_threshold)[0] if near_threshold is not None else []
+        train_idx, val_idx = split_label_sets(labels, group_keys(digests, groups), len(photos.classes), val_fraction,
+                                              seed)
     else:
         for label, name in enumerate(photos.classes):
             if labels.count(label) < 2:
@@ -158,7 +205,7 @@ def make_split(data, val_fraction=0.1, seed=0, progress=True, near_threshold=DEF
     return Split(source=str(Path(source.root).resolve()), classes=tuple(photos.classes), train=entries(train_idx),
                  val=entries(val_idx), val_fraction=val_fraction if parts is None else None, seed=seed,
                  near_threshold=near_threshold if parts is None else None, near_duplicate_groups=len(groups),
-                 left_out=tuple(left_out), manifest=manifest,
+                 left_out=tuple(left_out), manifest=manifest, multilabel=photos.multilabel,
                  test=entries([i for i, part in enumerate(parts or ()) if part == "test"]))
 
 
@@ -234,8 +281,9 @@ def summarize(split):
     lines = []
     for part in ("train", "val", "test") if split.test else ("train", "val"):
         counts = [0] * len(classes)
-        for label in split.labels(part):
-            counts[label] += 1
+        for labels in split.labels(part):
+            for label in labels if split.multilabel else (labels,):
+                counts[label] += 1
         detail = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
         lines.append(f"{part}: {len(split.part(part))} photos ({detail})")
     if split.near_duplicate_groups:

@@ -28,6 +28,7 @@ class TrainData:
     layout: str
     left_out: list = field(default_factory=list)  # [{"path", "error"}] unreadable photos
     split: Split | None = None  # data/split.py's Split of class folders or a manifest
+    multilabel: bool = False  # labels are tuples of class indices (a manifest's labels column)
 
 
 def load_data(source, config, saved_split=None, progress=True):
@@ -39,7 +40,7 @@ def load_data(source, config, saved_split=None, progress=True):
     return TrainData(classes=list(split.classes), train_paths=split.paths("train", source.root),
                      val_paths=split.paths("val", source.root), train_labels=split.labels("train"),
                      val_labels=split.labels("val"), layout=source.kind, left_out=list(split.left_out),
-                     split=split)
+                     split=split, multilabel=split.multilabel)
 
 
 def shared_split(source, config, processes, progress=True):

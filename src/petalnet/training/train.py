@@ -48,6 +48,7 @@ from petalnet.training.ema import WeightAverage
 from petalnet.training.engine import Training, fit_to_photos, train_one_epoch
 from petalnet.training.network import Network, prepare_model, wrap_for_training
 from petalnet.training.optim import build_optimizer, build_scheduler
+from petalnet.training.multilabel import multilabel_loss, resolve_task, with_masks, with_thresholds
 from petalnet.training.photos import TrainData, check_same_photos, load_data, shared_split
 from petalnet.training.ranklogs import RankLog, Terminated
 from petalnet.utils.fields import check_fields, to_dict
@@ -107,9 +108,9 @@ def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto"
     """Train a model into the run folder `out`; returns the list of per-epoch metric rows.
 
     data: class folders, a train/val layout, a manifest or an archive (data/sources.py; label_column and
-    allow_paths_outside: how a manifest is read). recipe + overrides (TrainConfig setting name -> value; None: the recipe's), or config: a whole
-    TrainConfig (config/train.py); options: DeviceOptions (how fast to run here). Under torchrun every
-    process calls this; rank 0 alone writes and prints.
+    allow_paths_outside: how a manifest is read). recipe + overrides (TrainConfig setting name -> value; None:
+    the recipe's), or config: a whole TrainConfig (config/train.py); options: DeviceOptions (how fast to run
+    here). Under torchrun every process calls this; rank 0 alone writes and prints.
     """
     if config is not None and (recipe is not None or overrides or resume):
         raise UserError("config= is a whole run's settings: pass it alone, without recipe=, overrides= or "
@@ -155,6 +156,9 @@ def _train(request, session, rank_log):
     source = data_source(start, request.asked)
     split = start.split or shared_split(source, config, processes, session.progress)
     photos = load_data(source, config, split, session.progress)
+    config = resolve_task(config, photos.multilabel, photos.classes)  # auto: multilabel when photos have label sets
+    if config.task == "multilabel":
+        photos = with_masks(photos)
     check_photos(photos, config, source.root, processes)
     if photos.left_out:
         log(f"left out {len(photos.left_out)} unreadable file(s)" + (" or unusable row(s):" if source.kind == "manifest"
@@ -241,9 +245,10 @@ def prepare_training(config, network, session, steps_per_epoch, photos):
     weight = None
     if config.class_weights == "balanced":
         weight = balanced_weights(photos.train_labels, len(photos.classes), photos.classes).to(device)
+    criterion = (multilabel_loss(config) if config.task == "multilabel"
+                 else nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing))
     return Training(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, config, steps_per_epoch),
-                    scaler=grad_scaler(device, settings), device=device, settings=settings,
-                    criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing),
+                    scaler=grad_scaler(device, settings), device=device, settings=settings, criterion=criterion,
                     ema=WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None)
 
 
@@ -263,7 +268,8 @@ def fit(run, session):
         if run.previous.epoch >= config.epochs:
             log(f"{run.folder} already finished {run.previous.epoch} epochs: pass --epochs N to train longer")
             return progress.history
-        log(f"resuming at epoch {run.previous.epoch + 1}/{config.epochs} (best val_acc {progress.best_acc:.4f} "
+        log(f"resuming at epoch {run.previous.epoch + 1}/{config.epochs} (best {score_name(config)} "
+            f"{progress.best_acc:.4f} "
             f"at epoch {progress.best_epoch})")
     eval_model = for_inference(training.ema.model if training.ema else training.model,
                                inference_spec(config, run.facts.classes))
@@ -272,26 +278,33 @@ def fit(run, session):
         if layers.set_trainable(training.model, config, epoch) or training.step_model is None:
             training.step_model = wrap_for_training(training.model, s.device, s.settings, s.processes)
         training.frozen_norms = layers.frozen_norms(training.model, config, epoch)
-        row = run_epoch(epoch, config, training, loaders, eval_model, session)
+        row, result = run_epoch(epoch, config, training, loaders, eval_model, session)
         row["elapsed_s"] = elapsed_before + time.perf_counter() - run.started
         progress.history.append(row)
-        improved = row["val_acc"] > progress.best_acc
+        improved = row[score_name(config)] > progress.best_acc
         if improved:
-            progress.best_acc, progress.best_epoch = row["val_acc"], epoch
+            progress.best_acc, progress.best_epoch = row[score_name(config)], epoch
         if s.processes.is_main:
+            spec = inference_spec(config, run.facts.classes, row["eval_image_size"])
             try:
-                save_epoch(run, inference_spec(config, run.facts.classes, row["eval_image_size"]), progress,
+                save_epoch(run, with_thresholds(spec, result) if config.task == "multilabel" else spec, progress,
                            training)
             except OSError as err:
                 kept = f"{run.folder.last} holds epoch {epoch - 1}" if epoch > 1 else "no epoch was saved"
                 raise StorageError(f"cannot save epoch {epoch}: {describe_os_error(err)}; {kept}") from None
         log(format_epoch(row, config.epochs, improved))
-    log(f"best val_acc {progress.best_acc:.4f} at epoch {progress.best_epoch}; weights in {run.folder.best}")
+    log(f"best {score_name(config)} {progress.best_acc:.4f} at epoch {progress.best_epoch}; weights in "
+        f"{run.folder.best}")
     return progress.history
 
 
+def score_name(config):
+    """The val metric that picks best.pt: accuracy, or for a multi-label run macro mean average precision."""
+    return "val_map" if config.task == "multilabel" else "val_acc"
+
+
 def run_epoch(epoch, config, training, loaders, eval_model, session):
-    """One epoch: train, then validate; the metrics row (without elapsed_s)."""
+    """One epoch: train, then validate; the metrics row (without elapsed_s) and val's EvalResult."""
     (train_loader, val_loader), processes = loaders, session.processes
     train_loader.set_epoch(epoch)
     val_loader.set_epoch(epoch)
@@ -301,11 +314,14 @@ def run_epoch(epoch, config, training, loaders, eval_model, session):
     loss_sum, images = distributed.sum_over_ranks([stats["loss_sum"], stats["images"]], processes, session.device)
     distributed.share_buffers(eval_model, processes)
     result = evaluate_batches(eval_model, val_loader, session.device, "val", session.progress, session.settings,
-                              processes)
-    return {"epoch": epoch, "train_loss": loss_sum / max(images, 1), "val_loss": result.loss,
-            "val_acc": result.accuracy, "lr": lr, **loader_sizes(train_loader, val_loader, config),
-            "epoch_seconds": time.perf_counter() - epoch_start,
-            "train_images_per_s": images / max(stats["seconds"], 1e-9)}
+                              processes, multilabel=config.task == "multilabel")
+    row = {"epoch": epoch, "train_loss": loss_sum / max(images, 1), "val_loss": result.loss,
+           "val_acc": result.accuracy, "lr": lr, **loader_sizes(train_loader, val_loader, config),
+           "epoch_seconds": time.perf_counter() - epoch_start,
+           "train_images_per_s": images / max(stats["seconds"], 1e-9)}
+    if config.task == "multilabel":
+        row["val_map"] = result.map or 0.0
+    return row, result
 
 
 def loader_sizes(train_loader, val_loader, config):
@@ -357,5 +373,6 @@ def save_epoch(run, spec, progress, training):
 
 def format_epoch(row, epochs, improved):
     return (f"epoch {row['epoch']:>3}/{epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-            f"val_acc {row['val_acc']:.4f}  lr {row['lr']:.3g}  {row['epoch_seconds']:.1f} s  "
+            f"val_acc {row['val_acc']:.4f}  " + (f"val_map {row['val_map']:.4f}  " if "val_map" in row else "")
+            + f"lr {row['lr']:.3g}  {row['epoch_seconds']:.1f} s  "
             f"{row['train_images_per_s']:.1f} img/s" + ("  *best" if improved else ""))
