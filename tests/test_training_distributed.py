@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import SMALL, cli, shown
+from imagegen import make_mosaics
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.devices.distributed import Processes, on_rank0, share_buffers
 from petalnet.errors import UserError
@@ -207,17 +208,22 @@ def test_sigterm_raises_while_the_log_is_open_and_not_after(tmp_path):
     assert RankLog(Processes()).stopped(Terminated()) is None  # a single process keeps no rank log
 
 
-def test_a_pretrained_run_with_a_frozen_start_trains_under_torchrun(made_photos, tmp_path):
-    """efficientnet_lite0 from its offline weights: the head alone in epoch 1, then the body too. DDP is
-    wrapped anew when the trainable parameters change."""
+def test_a_pretrained_multilabel_run_with_a_frozen_start_trains_under_torchrun(made_photos, tmp_path):
+    """efficientnet_lite0 from its offline weights on mosaics labelled with their classes (a labels column:
+    multi-label): the head alone in epoch 1, then the body too. DDP is wrapped anew when the trainable
+    parameters change; val's sigmoids are gathered from both ranks for mAP and the thresholds."""
     run = tmp_path / "ft"
-    done = torchrun("--data", made_photos, "--out", run, "--recipe", "finetune", "--epochs", "2", "--image-size",
-                    "64", "--eval-image-size", "64", "--batch-size", "8", "--device", "cpu")
+    make_mosaics(made_photos, tmp_path / "mosaics", 40)
+    done = torchrun("--data", tmp_path / "mosaics" / "labels.csv", "--out", run, "--recipe", "finetune", "--epochs",
+                    "2", "--image-size", "64", "--eval-image-size", "64", "--batch-size", "8", "--device", "cpu")
     assert done.returncode == 0, shown(done)
     assert done.stdout.count("pretrained: ImageNet EfficientNet-Lite0") == 1, shown(done)
     assert len(metric_rows(run)) == 2
     last = load_checkpoint(run / "last.pt")
     assert last.config["head_epochs"] == 1 and last.spec.model == "efficientnet_lite0"
+    assert last.spec.task == "multilabel" and len(last.spec.thresholds) == 5 and "val_map" in metric_rows(run)[0]
+    split = json.loads((run / "split.json").read_text())
+    assert json.loads((run / "config.json").read_text())["num_val"] == len(split["val"]) and split["multilabel"]
 
 
 def free_port():
