@@ -1,12 +1,14 @@
 """What every model format implements to classify photos: a PyTorch checkpoint (torch_backend.py), an ONNX
 file (onnx.py); later OpenVINO, LiteRT, the browser. Everything above it is written once, in classifier.py:
-decoding overlapped with the model, softmax, top-k and the records of `predict --json`.
+decoding overlapped with the model, softmax (sigmoids for a multi-label model), top-k or the label set, and
+the records of `predict --json`.
 
     backend.spec                  InferenceSpec (models/spec.py): classes, input size, transform
     backend.prepare(image)        a decoded RGB PIL image -> the model's input for that photo (CPU only;
                                   runs in decoding threads, several at once)
     backend.logits(prepared)      a list of prepared photos -> float32 NumPy logits (N, classes)
-    backend.probabilities(prepared)   their softmax (probabilities.py's; a format may compute it itself)
+    backend.probabilities(prepared)   their softmax, or sigmoids when spec.multilabel (probabilities.py's;
+                                  a format may compute them itself)
     backend.heat_maps(prepared)   optional: Grad-CAM maps (N, S, S) in [0, 1] for each top class
     backend.check_heat_maps()     one line (UserError) when this model cannot draw them
 
@@ -15,7 +17,7 @@ Torch-free: a backend that needs PyTorch imports it in its own module.
 """
 
 from petalnet.errors import UserError
-from petalnet.inference.probabilities import softmax
+from petalnet.inference.probabilities import probabilities
 
 
 class Backend:
@@ -38,8 +40,9 @@ class Backend:
         raise NotImplementedError
 
     def probabilities(self, prepared):
-        """Prepared photos -> float32 NumPy probabilities (N, len(classes)), each row summing to 1."""
-        return softmax(self.logits(prepared))
+        """Prepared photos -> float32 NumPy probabilities (N, len(classes)): each row summing to 1, or for a
+        multi-label model (spec.multilabel) one sigmoid per class."""
+        return probabilities(self.logits(prepared), self.spec)
 
     def check_heat_maps(self):
         """Raise UserError (one line) unless heat_maps works for this model."""

@@ -6,11 +6,17 @@
     clf.predict(["a.jpg", pil_image], topk=3)
     # [{"path": "a.jpg", "top": [{"class": "roses", "prob": 0.91}, ...]}, {"path": None, "top": [...]}]
 
-A file that cannot be read as an image gets {"path": ..., "error": "one line"} instead of "top".
+A multi-label model (its spec's task "multilabel") gives each photo the set of classes at or above their
+thresholds, most probable first, and every class's probability (sigmoids, in class order; topk unused):
+    # [{"path": "a.jpg", "labels": ["roses", "tulips"], "probs": {"daisy": 0.02, ..., "tulips": 0.71}}]
+A file that cannot be read as an image gets {"path": ..., "error": "one line"} instead of "top" (or "labels"
+and "probs").
+
 Written once for every format (backend.py: a checkpoint, an ONNX file): each photo is decoded by Pillow
 (pipeline/preprocess.py's open_eval_photo, as in `evaluate` and train's val) and prepared by the backend
 in threads while the model scores the batch before (decoding.py); the backend's probabilities become the top
-classes in probabilities.py. torchvision is not imported on this path, and torch not for a .onnx file.
+classes (or the label set) in probabilities.py. torchvision is not imported on this path, and torch not for
+a .onnx file.
 """
 
 import functools
@@ -21,7 +27,7 @@ from PIL import Image
 
 from petalnet.data.images import UnreadableImage, small_copy
 from petalnet.inference.decoding import decode_ahead
-from petalnet.inference.probabilities import top_classes
+from petalnet.inference.probabilities import label_set, thresholds_of, top_classes
 from petalnet.inference.settings import PredictSettings
 from petalnet.pipeline.preprocess import open_eval_photo
 from petalnet.utils.fields import check_setting
@@ -30,9 +36,16 @@ THUMBNAIL = 512  # pixels, longest side of the images kept for pictures (--plot,
 
 
 class Prediction(NamedTuple):
-    record: dict  # {"path", "top": [{"class", "prob"}, ...]} or {"path", "error"}
+    record: dict  # {"path", "top": [{"class", "prob"}, ...]}, {"path", "labels", "probs"} or {"path", "error"}
     thumbnail: object = None  # the photo as a PIL image, longest side THUMBNAIL (when asked for)
     heat: object = None  # Grad-CAM map (S, S) in [0, 1] for the top class (when asked for)
+
+
+def most_probable(record):
+    """(class, probability) of a record's most probable class, single- or multi-label (ties: the first)."""
+    if "top" in record:
+        return record["top"][0]["class"], record["top"][0]["prob"]
+    return max(record["probs"].items(), key=lambda item: item[1])
 
 
 class Decoded(NamedTuple):
@@ -55,6 +68,10 @@ class Classifier:
     def classes(self):
         return self.backend.classes
 
+    @property
+    def multilabel(self):
+        return self.spec.multilabel
+
     def predict(self, inputs, topk=3, batch_size=64):
         """One record per input, in order (see the module docstring)."""
         if isinstance(inputs, (str, Path, Image.Image)):
@@ -71,16 +88,16 @@ class Classifier:
         decode = functools.partial(self.decode, thumbnail=thumbnails or explain)
         for chunk, decoded in decode_ahead(inputs, decode, batch_size, workers or self.backend.decoding_threads):
             good = [photo.prepared for photo in decoded if photo.error is None]
-            tops = self.rank(good, topk) if good else []
+            outcomes = self.outcomes(good, topk) if good else []
             heats = self.explain(good) if good and explain else [None] * len(good)
-            scored = zip(tops, heats)
+            scored = zip(outcomes, heats)
             for source, photo in zip(chunk, decoded):
                 path = None if isinstance(source, Image.Image) else str(source)
                 if photo.error is not None:
                     yield Prediction({"path": path, "error": photo.error}, photo.thumbnail)
                 else:
-                    top, heat = next(scored)
-                    yield Prediction({"path": path, "top": top}, photo.thumbnail, heat)
+                    outcome, heat = next(scored)
+                    yield Prediction({"path": path, **outcome}, photo.thumbnail, heat)
 
     def decode(self, source, thumbnail=False):
         """A path, file object or PIL image -> Decoded: the backend's input (or why it cannot be read) and,
@@ -95,6 +112,14 @@ class Classifier:
         """The "top" lists of records for prepared photos (Decoded.prepared): the k most probable classes."""
         k = min(topk, len(self.classes))
         return [top_classes(row, self.classes, k) for row in self.backend.probabilities(prepared)]
+
+    def outcomes(self, prepared, topk):
+        """What each prepared photo's record says besides its path: {"top": the k most probable classes}, or
+        for a multi-label model {"labels": the classes at or above their thresholds, "probs": every class's}."""
+        if not self.multilabel:
+            return [{"top": top} for top in self.rank(prepared, topk)]
+        thresholds = thresholds_of(self.spec)
+        return [label_set(row, self.classes, thresholds) for row in self.backend.probabilities(prepared)]
 
     def check_explain(self):
         """One line (UserError) unless this model can draw heat maps (a CNN checkpoint can)."""

@@ -4,7 +4,8 @@
     backend = load_onnx_backend("model.onnx")
 
 Preprocessing is pipeline/preprocess.py's eval_array: the checkpoint's eval transform done with Pillow
-and NumPy. No heat maps (Grad-CAM needs the PyTorch network).
+and NumPy. No heat maps (Grad-CAM needs the PyTorch network). The file holds the network's logits; a
+multi-label model's sidecar says so (task, thresholds) and backend.py's probabilities gives its sigmoids.
 """
 
 import json

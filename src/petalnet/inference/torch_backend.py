@@ -3,7 +3,7 @@ a run folder or a .pt file.
 
     backend = load_torch_backend("runs/seed", device="auto")   # GPU checkpoints load on a CPU too
     backend.prepare(image)       uint8 (3, S, S): pipeline/preprocess.py's eval_tensor (torch resize)
-    backend.probabilities([u8, ...])  torch's softmax, as evaluate's
+    backend.probabilities([u8, ...])  torch's softmax (a multi-label model: sigmoids), as evaluate's
     backend.logits([u8, ...])    normalized on the device, channels-last, autocast for the device (a CPU
                                  stays fp32, as train's val) -> float32 NumPy (N, classes)
     backend.heat_maps([u8, ...]) Grad-CAM (explain.py) on the last convolution
@@ -63,9 +63,10 @@ class TorchBackend(Backend):
         return self.scores(prepared).cpu().numpy()
 
     def probabilities(self, prepared):
-        """torch's softmax on the device, as train's val and `evaluate` (scoring.py) compute it: the same
-        float32 numbers as theirs, bit for bit."""
-        return self.scores(prepared).softmax(dim=1).cpu().numpy()
+        """torch's softmax (a multi-label model: sigmoid) on the device, as train's val and `evaluate`
+        (scoring.py) compute it: the same float32 numbers as theirs, bit for bit."""
+        scores = self.scores(prepared)
+        return (scores.sigmoid() if self.spec.multilabel else scores.softmax(dim=1)).cpu().numpy()
 
     def check_heat_maps(self):
         from petalnet.inference.explain import last_conv
