@@ -8,6 +8,11 @@
     petalnet predict runs/seed photos/ --csv predictions.csv   # one row per photo (inference/table.py)
     petalnet predict runs/seed inbox/ --sort-into sorted/ --min-prob 0.6   # links (inference/sorting.py)
 
+A multi-label model gives each photo the set of classes at or above their thresholds (classifier.py): the
+line says "labels: roses 0.912, tulips 0.701" (or "labels: none (most probable: ...)"), --json carries
+"labels" and every class's "probs", --csv one column per class, --sort-into files a photo under every one of
+its labels (none: DIR/_none/); --topk does not apply, and --min-prob is refused (the thresholds decide).
+
 Folders are searched recursively for image files (data/folders.py's list_photos: hidden files and folders
 skipped, each real folder once); every path named on the command line gets a line. The Python API takes
 the same settings: run_predict(PredictSettings(model="runs/seed", paths=("photos/",), json=True)).
@@ -21,7 +26,7 @@ from pathlib import Path
 
 from petalnet.data.folders import list_photos
 from petalnet.errors import StorageError, UserError
-from petalnet.inference.classifier import load_classifier
+from petalnet.inference.classifier import load_classifier, most_probable
 from petalnet.utils.fields import check_fields
 from petalnet.inference.sorting import PhotoSorter
 from petalnet.inference.table import PredictionCsv
@@ -32,7 +37,24 @@ PLOT_LIMIT = 36  # photos in a --plot grid
 def format_record(record):
     if "error" in record:
         return f"{record['path']}  error: {record['error']}"
+    if "labels" in record:
+        return f"{record['path']}  labels: {label_text(record)}"
     return record["path"] + "  " + "  ".join(f"{t['class']} {t['prob']:.3f}" for t in record["top"])
+
+
+def label_text(record):
+    """A multi-label record's set with its probabilities, or none with the most probable class."""
+    if not record["labels"]:
+        return "none (most probable: {} {:.3f})".format(*most_probable(record))
+    return ", ".join(f"{name} {record['probs'][name]:.3f}" for name in record["labels"])
+
+
+def caption(record):
+    """A --plot tile's title: the top class, or a multi-label model's set."""
+    if "labels" in record:
+        return "labels: " + (", ".join(record["labels"]) or "none")
+    best = record["top"][0]
+    return f"class: {best['class']}  prob: {best['prob']:.2f}"
 
 
 def run_predict(settings):
@@ -48,14 +70,16 @@ def run_predict(settings):
     table = PredictionCsv(s.csv, s.overwrite) if s.csv else None
     sorter = _photo_sorter(s.sort_into, s.min_prob, s.paths)
     classifier = load_classifier(s.model, s.device)
+    _check_task(s, classifier)
     inputs = gather_inputs(s.paths)
     explain = _explain_folder(s.explain, classifier) if s.explain else None
     failed, tiles, outputs = 0, [], [out for out in (table, sorter) if out]
     with contextlib.ExitStack() as stack:  # the CSV is renamed into place when the loop ends without an error
         if table:
-            table.open(stack, min(s.topk, len(classifier.classes)))
+            table.open(stack, min(s.topk, len(classifier.classes)),
+                       label_classes=classifier.classes if classifier.multilabel else None)
         if sorter:
-            sorter.start()
+            sorter.start(classifier.multilabel)
         predictions = classifier.iter_predict(inputs, s.topk, s.batch_size, s.workers, thumbnails=bool(s.plot),
                                               explain=bool(explain))
         for k, (record, thumbnail, heat) in enumerate(predictions):
@@ -64,8 +88,7 @@ def run_predict(settings):
             for out in outputs:
                 out.add(record)
             if s.plot and thumbnail is not None and len(tiles) < PLOT_LIMIT:
-                best = record["top"][0]
-                tiles.append((thumbnail, f"class: {best['class']}  prob: {best['prob']:.2f}"))
+                tiles.append((thumbnail, caption(record)))
             if explain and heat is not None:
                 _save_heat_map(explain, k, record, thumbnail, heat)
     if s.plot:
@@ -90,6 +113,13 @@ def gather_inputs(paths):
     return inputs
 
 
+def _check_task(settings, classifier):
+    """UserError for --min-prob with a multi-label model (its per-class thresholds decide its labels)."""
+    if classifier.multilabel and settings.min_prob is not None:
+        raise UserError(f"--min-prob is for single-label models: {settings.model} is multi-label (its per-class "
+                        "thresholds decide; with --sort-into, photos without a label go to DIR/_none)")
+
+
 def _photo_sorter(folder, min_prob, paths):
     """A PhotoSorter for --sort-into (checked, nothing written yet), or None."""
     if folder is None:
@@ -112,7 +142,7 @@ def _explain_folder(folder, classifier):
 def _save_heat_map(folder, k, record, photo, heat):
     from petalnet.inference.explain import overlay
 
-    best = record["top"][0]["class"]
+    best = most_probable(record)[0]
     name = Path(record["path"]).stem if record["path"] else "image"
     overlay(photo, heat).save(folder / f"{k:04d}_{name}_{best}.png")
 

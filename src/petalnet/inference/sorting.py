@@ -9,6 +9,9 @@ A photo gets a hard link at DIR/<class>/<name> (a copy where a link is not possi
 systems), or DIR/_unsure/<name> when its top probability is below min_prob. The user's files are never
 moved, changed or overwritten: a name already taken gets a suffix (name-1.jpg, name-2.jpg, ...), except
 by a link to the same file (a second run over the same photos adds nothing).
+
+A multi-label record ({"labels": [...], "probs": {...}}) files its photo under every one of its labels,
+DIR/<label>/ for each, or DIR/_none/ when it has none; min_prob does not apply to it (predict refuses it).
 """
 
 import itertools
@@ -22,12 +25,21 @@ from petalnet.inference.settings import PredictSettings
 from petalnet.utils.fields import check_setting
 
 UNSURE = "_unsure"
+NO_LABEL = "_none"  # a multi-label photo without a label
 
 
 def is_unsure(record, min_prob):
     """True when the record's top probability is below min_prob (never when min_prob is None): the rule of
     --sort-into's _unsure/ folder and of the HTTP API's "unsure"."""
     return min_prob is not None and record["top"][0]["prob"] < min_prob
+
+
+def folders_of(record, min_prob):
+    """The folder names a record's photo is filed under: its top class (or _unsure), or every label of a
+    multi-label record (or _none)."""
+    if "labels" in record:
+        return [folder_name(label) for label in record["labels"]] or [NO_LABEL]
+    return [UNSURE if is_unsure(record, min_prob) else folder_name(record["top"][0]["class"])]
 
 
 def folder_name(label):
@@ -99,9 +111,12 @@ class PhotoSorter:
     def __init__(self, folder, min_prob=0.0, read_folders=()):
         check_setting(PredictSettings, "min_prob", min_prob)  # its bounds: the --min-prob field
         self.folder, self.min_prob = check_sort_folder(folder, read_folders), min_prob
-        self.counts, self.ways, self.skipped = Counter(), Counter(), 0
+        self.counts, self.ways, self.skipped, self.filed = Counter(), Counter(), 0, 0  # filed: photos
+        self.multilabel = False
 
-    def start(self):
+    def start(self, multilabel=False):
+        """Create the folder; `multilabel`: the records come from a multi-label model (its summary)."""
+        self.multilabel = multilabel
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -112,22 +127,35 @@ class PhotoSorter:
         if "error" in record:
             self.skipped += 1
             return
-        sub = UNSURE if is_unsure(record, self.min_prob) else folder_name(record["top"][0]["class"])
-        try:
-            self.ways[place(record["path"], self.folder / sub)] += 1
-        except OSError as err:
-            raise StorageError(f"cannot file {record['path']} in {self.folder / sub}: "
-                               f"{err.strerror or err}") from None
-        self.counts[sub] += 1
+        self.filed += 1
+        for sub in folders_of(record, self.min_prob):
+            try:
+                self.ways[place(record["path"], self.folder / sub)] += 1
+            except OSError as err:
+                raise StorageError(f"cannot file {record['path']} in {self.folder / sub}: "
+                                   f"{err.strerror or err}") from None
+            self.counts[sub] += 1
 
     def summary(self):
+        if self.multilabel:
+            return self._label_summary()
         classes = ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items()) if name != UNSURE)
         done = sum(self.counts.values())
         text = f"sorted {done} photo(s) into {self.folder}: {classes or 'no class'}; unsure {self.counts[UNSURE]}"
         if self.min_prob > 0:
             text += f" (top probability below {self.min_prob}: in {UNSURE}/)"
+        return text + self._notes()
+
+    def _label_summary(self):
+        """A multi-label model's summary: photos, then how many went under each label and how many had none."""
+        labels = ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items()) if name != NO_LABEL)
+        return (f"sorted {self.filed} photo(s) into {self.folder} by their labels (a photo under each of its "
+                f"labels): {labels or 'no label given'}; no label {self.counts[NO_LABEL]} (in {NO_LABEL}/)"
+                + self._notes())
+
+    def _notes(self):
         notes = [f"{self.ways['copied']} copied where hard links failed" if self.ways["copied"] else "",
                  f"{self.ways['kept']} already there" if self.ways["kept"] else "",
                  f"{self.skipped} unreadable skipped" if self.skipped else ""]
         notes = "; ".join(note for note in notes if note)
-        return text + (f"; {notes}" if notes else "")
+        return f"; {notes}" if notes else ""

@@ -10,6 +10,12 @@ temp file renamed over FILE at the end (utils/fileio.py): a reader never sees ha
 fails leaves an older FILE as it was. Cells are made safe for spreadsheets (OWASP's CSV injection advice):
 one that starts with = + - @ tab or CR gets a leading single quote, so it is shown, never run as a formula.
 A file name that is not valid UTF-8 is written with backslash escapes (caf\\xe9.jpg).
+
+A multi-label model's file has its label set (`;` between labels, most probable first) and every class's
+probability, in the model's class order:
+
+    path,labels,probability_daisy,probability_roses,probability_tulips,error
+    inbox/a.jpg,roses;tulips,0.0213,0.9120453596115112,0.7012,
 """
 
 import csv
@@ -52,6 +58,19 @@ def header(k):
     return columns + ["error"]
 
 
+def label_header(classes):
+    """path, labels, probability_<class> for each class, error: a multi-label model's columns."""
+    return ["path", "labels", *(cell(f"probability_{name}") for name in classes), "error"]
+
+
+def label_row(record, classes):
+    """A multi-label predict record as a row of `label_header(classes)`'s columns."""
+    probs = record.get("probs", {})
+    values = [record["path"] if record["path"] is not None else "", ";".join(record.get("labels", []))]
+    values += [probs[name] if name in probs else "" for name in classes]
+    return [cell(v) for v in values + [record.get("error", "")]]
+
+
 def row(record, k):
     """A predict record as a row of `header(k)`'s columns (an error record: empty classes, its error)."""
     top = record.get("top", [])[:k]
@@ -70,21 +89,25 @@ class PredictionCsv:
             raise UserError(f"--csv {path} is a folder: name a file")
         if path.exists() and not overwrite:
             raise UserError(f"{path} already exists: pass --overwrite to replace it, or choose another --csv")
-        self.path, self.rows, self.k, self.count = path, None, 0, 0
+        self.path, self.rows, self.k, self.count, self.label_classes = path, None, 0, 0, None
 
-    def open(self, stack, k):
-        """Start a temp file with the header, for `k` classes per row; `stack` (an ExitStack) renames it
-        over the file when it closes without an error, and removes it otherwise."""
+    def open(self, stack, k, label_classes=None):
+        """Start a temp file with the header, for `k` classes per row (a multi-label model: `label_classes`,
+        its classes, for its label set and a probability per class); `stack` (an ExitStack) renames it over
+        the file when it closes without an error, and removes it otherwise."""
         try:
             tmp = stack.enter_context(atomic_path(self.path))
             file = stack.enter_context(open(tmp, "w", newline="", encoding="utf-8"))
         except OSError as err:
             raise StorageError(f"cannot write {self.path}: {err.strerror or err}") from None
-        self.rows, self.k = csv.writer(file), k
-        self.rows.writerow(header(k))
+        self.rows, self.k, self.label_classes = csv.writer(file), k, label_classes
+        self.rows.writerow(header(k) if label_classes is None else label_header(label_classes))
 
     def add(self, record):
-        self.rows.writerow(row(record, self.k))
+        if self.label_classes is None:
+            self.rows.writerow(row(record, self.k))
+        else:
+            self.rows.writerow(label_row(record, self.label_classes))
         self.count += 1
 
     def summary(self):
