@@ -4,6 +4,12 @@ calibration, the confusion matrix, the most confident mistakes and every photo's
     petalnet evaluate runs/seed                        # the run's own val photos
     petalnet evaluate runs/seed --data photos/         # class folders, or a train/val layout (its val/)
     petalnet evaluate runs/seed/best.pt --data new/ --json --out eval-new
+    petalnet evaluate runs/tags --data tags.csv        # a multi-label model: a manifest with a labels column
+
+A multi-label model (its spec's task) is scored on label sets at its stored thresholds instead: mAP, micro
+and macro F1, subset accuracy, Hamming loss, per class AP / precision / recall / F1, the photos with the most
+wrong labels (metrics.py's label_set_report); a precision-recall picture per class replaces the confusion
+matrix and the reliability diagram, and predictions.csv holds each photo's given and predicted sets.
 
 Validation inside `train` and this command are the same code: scoring.evaluate_batches. The model runs as
 predict's does (torch_backend.py: inference_settings, no training settings). The Python API takes the
@@ -20,8 +26,10 @@ from torch.utils.data import DataLoader
 from petalnet.config.run import RunFolder
 from petalnet.data.images import UnreadableImage, open_rgb
 from petalnet.errors import StorageError, UserError, describe_os_error
-from petalnet.inference.metrics import classification_report, format_report, probability_report
+from petalnet.inference.metrics import (classification_report, format_label_report, format_report,
+                                        label_set_report, precision_recall_curve, probability_report)
 from petalnet.inference.photos import evaluation_photos
+from petalnet.inference.probabilities import label_set, thresholds_of
 from petalnet.inference.scoring import evaluate_batches
 from petalnet.inference.table import cell
 from petalnet.inference.torch_backend import TorchBackend
@@ -33,6 +41,7 @@ from petalnet.utils.fileio import atomic_path, write_json
 
 MISTAKES_SHOWN = 16
 PREDICTION_COLUMNS = ("path", "true_class", "predicted_class", "probability", "correct")
+LABEL_COLUMNS = ("path", "given", "predicted", "wrong")  # then probability_<class> for each class
 
 
 def new_folder(base):
@@ -58,26 +67,37 @@ def run_evaluate(settings):
     loader = DataLoader(photos, batch_size=settings.batch_size, num_workers=settings.workers,
                         pin_memory=device.type == "cuda")
     batches = NormalizedBatches(loader, spec.mean, spec.std, device, backend.settings.channels_last)
-    result = evaluate_batches(backend.model, batches, device, settings=backend.settings)
-    report = {**classification_report(result.targets, result.predictions, spec.classes),
-              **probability_report(result.targets, result.probs)}
+    result = evaluate_batches(backend.model, batches, device, settings=backend.settings, multilabel=spec.multilabel)
     out = Path(settings.out) if settings.out else new_folder(RunFolder.of_model(model).path / f"eval-{name}")
-    write_outputs(out, report, result, paths, spec.classes, model, name)
+    if spec.multilabel:
+        report = label_set_report(result.probs.numpy(), result.targets.numpy(), thresholds_of(spec), spec.classes,
+                                  paths)
+        write_label_outputs(out, report, result, paths, spec, model, name)
+        text, pictures = format_label_report(report), "precision_recall.png, mistakes.png"
+    else:
+        report = {**classification_report(result.targets, result.predictions, spec.classes),
+                  **probability_report(result.targets, result.probs)}
+        write_outputs(out, report, result, paths, spec.classes, model, name)
+        text, pictures = format_report(report), "confusion.png, reliability.png, mistakes.png"
     if settings.json:
         print(json.dumps(report))
     else:
-        print(format_report(report))
-        print(f"\nwrote {out}/report.json, predictions.csv, confusion.png, reliability.png, mistakes.png")
+        print(text)
+        print(f"\nwrote {out}/report.json, predictions.csv, {pictures}")
     return 0
+
+
+def make_folder(out):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"cannot create {out}: {describe_os_error(err)}") from None
 
 
 def write_outputs(out, report, result, paths, classes, model, name):
     from petalnet.utils.plots import plot_confusion, plot_reliability
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StorageError(f"cannot create {out}: {describe_os_error(err)}") from None
+    make_folder(out)
     write_json(out / "report.json", {**report, "checkpoint": str(model), "data": name, "loss": result.loss})
     plot_confusion(report["confusion"], classes, out / "confusion.png",
                    title=f"{Path(model)} on {name}: accuracy {report['accuracy']:.3f} (n={report['n']})")
@@ -102,20 +122,67 @@ def write_predictions(path, result, paths, classes):
 
 def plot_mistakes(result, paths, classes, path):
     """The most confident wrong predictions, each titled true / predicted / prob."""
-    from petalnet.utils.plots import image_grid
-
     predicted = result.predictions
     confidence = result.probs.max(dim=1).values
     wrong = torch.nonzero(predicted != result.targets).flatten().tolist()
     wrong.sort(key=lambda i: -confidence[i].item())
+    captioned = [(paths[i], f"true: {classes[result.targets[i]]}\npred: {classes[predicted[i]]} "
+                            f"({confidence[i].item():.2f})") for i in wrong[:MISTAKES_SHOWN]]
+    save_photo_grid(captioned, path, "most confident mistakes ({shown} of " + f"{len(wrong)})")
+
+
+def save_photo_grid(captioned, path, title):
+    """[(photo path, caption)] as a grid of thumbnails at `path` (unreadable photos left out; nothing written when
+    none is left); `title` with {shown}: how many are shown."""
+    from petalnet.utils.plots import image_grid
+
     tiles = []
-    for i in wrong[:MISTAKES_SHOWN]:
+    for photo, caption in captioned:
         try:
-            image = open_rgb(paths[i])
+            image = open_rgb(photo)
         except UnreadableImage:
             continue
         image.thumbnail((256, 256))
-        tiles.append((image, f"true: {classes[result.targets[i]]}\npred: {classes[predicted[i]]} "
-                             f"({confidence[i].item():.2f})"))
+        tiles.append((image, caption))
     if tiles:
-        image_grid(tiles, path, title=f"most confident mistakes ({len(tiles)} of {len(wrong)})", columns=4)
+        image_grid(tiles, path, title=title.format(shown=len(tiles)), columns=4)
+
+
+def write_label_outputs(out, report, result, paths, spec, model, name):
+    """A multi-label model's report.json, predictions.csv, precision_recall.png and mistakes.png."""
+    from petalnet.utils.plots import plot_precision_recall
+
+    make_folder(out)
+    write_json(out / "report.json", {**report, "checkpoint": str(model), "data": name, "loss": result.loss})
+    write_label_predictions(out / "predictions.csv", result, paths, spec)
+    curves = []
+    for c, name_c in enumerate(spec.classes):
+        curve = precision_recall_curve(result.probs[:, c].numpy(), result.targets[:, c].numpy() > 0.5)
+        m = report["per_class"][name_c]
+        curves.append((name_c, *(curve or (None, None)), m["ap"], (m["recall"], m["precision"])))
+    summary = "n/a" if report["map"] is None else f"{report['map']:.3f}"
+    plot_precision_recall(curves, out / "precision_recall.png",
+                          title=f"{Path(model)} on {name}: mAP {summary} (n={report['n']})")
+    plot_label_mistakes(report["most_wrong"], out / "mistakes.png")
+
+
+def write_label_predictions(path, result, paths, spec):
+    """A multi-label predictions.csv: each photo's given and predicted sets (`;` between classes, predicted most
+    probable first), how many class decisions are wrong, and every class's probability."""
+    classes, thresholds = list(spec.classes), thresholds_of(spec)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*LABEL_COLUMNS, *(cell(f"probability_{c}") for c in classes)])
+        for i, photo in enumerate(paths):
+            given = [name for c, name in enumerate(classes) if result.targets[i, c] > 0.5]
+            predicted = label_set(result.probs[i].numpy(), classes, thresholds)["labels"]
+            writer.writerow([cell(photo), cell(";".join(given)), cell(";".join(predicted)),
+                             len(set(given) ^ set(predicted)), *(cell(p) for p in result.probs[i].tolist())])
+
+
+def plot_label_mistakes(most_wrong, path):
+    """The photos with the most wrong labels, each titled with its given and predicted sets."""
+    captioned = [(photo["path"], f"given: {', '.join(photo['given']) or 'none'}\npred: "
+                                 f"{', '.join(photo['predicted']) or 'none'} ({photo['wrong']} wrong)")
+                 for photo in most_wrong[:MISTAKES_SHOWN]]
+    save_photo_grid(captioned, path, "most wrong labels ({shown} photos)")

@@ -2,12 +2,20 @@
 interval for accuracy (from class indices), top-k accuracy and calibration (from probabilities).
 
     report = {**classification_report(targets, predictions, classes), **probability_report(targets, probs)}
+    report = label_set_report(probs, targets, thresholds, classes, paths)   # a multi-label model's
+
+A multi-label model's report (label_set_report) holds mAP, micro and macro F1, subset accuracy, Hamming loss
+and per class AP / precision / recall / F1 at its thresholds (multilabel.py), and the photos with the most
+wrong labels; precision_recall_curve draws its per-class picture.
 """
 
 import math
 from statistics import NormalDist
 
+import numpy as np
 import torch
+
+from petalnet.inference.multilabel import multilabel_report
 
 CALIBRATION_BINS = 15  # equal-width bins of the top-1 probability, as in Guo et al. 2017
 TOP_K = (1, 3, 5)  # top-k accuracies reported, each k below the number of classes (1 always)
@@ -150,3 +158,57 @@ def headline(report):
     if "ece" in report:
         parts.append(f"ECE {report['ece']:.3f} ({report['calibration']['bins']} bins)")
     return [first, ", ".join(parts)] if parts else [first]
+
+
+MOST_WRONG = 20  # photos listed in a multi-label report's most_wrong
+
+
+def precision_recall_curve(scores, positives):
+    """One class's (precision, recall) arrays at each distinct score taken as the threshold, highest first: the
+    steps multilabel.py's average_precision sums; None when the class has no positive photo."""
+    scores, positives = np.asarray(scores, dtype=np.float64), np.asarray(positives, dtype=bool)
+    if not positives.any():
+        return None
+    order = np.argsort(-scores, kind="stable")
+    ranked, found = scores[order], np.cumsum(positives[order])
+    ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])  # the last rank of each distinct score
+    return found[ends] / (ends + 1), found[ends] / positives.sum()
+
+
+def most_wrong(probs, targets, thresholds, classes, paths, limit=MOST_WRONG):
+    """The photos with the most wrong class decisions at the thresholds, most wrong first (ties: the larger
+    summed distance of the probabilities from the labels first, then the evaluated order): [{"path", "given",
+    "predicted" (most probable first), "wrong"}]."""
+    probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets) > 0.5
+    given = probs >= np.asarray(thresholds, dtype=np.float64)[None, :]
+    wrong, distance = (given != targets).sum(axis=1), np.abs(probs - targets).sum(axis=1)
+    chosen = sorted(np.flatnonzero(wrong), key=lambda i: (-wrong[i], -distance[i]))[:limit]
+    return [{"path": str(paths[i]), "given": [classes[c] for c in np.flatnonzero(targets[i])],
+             "predicted": [classes[c] for c in np.argsort(-probs[i], kind="stable") if given[i, c]],
+             "wrong": int(wrong[i])} for i in chosen]
+
+
+def label_set_report(probs, targets, thresholds, classes, paths):
+    """The `evaluate --json` object of a multi-label model: task, map, micro_f1, macro_f1, subset_accuracy,
+    hamming_loss, n, classes, per_class (multilabel.py's multilabel_report), most_wrong."""
+    scores = multilabel_report(probs, targets, thresholds, classes)
+    per_class = scores.pop("per_class")
+    return {"task": "multilabel", **scores, "n": len(probs), "classes": list(classes), "per_class": per_class,
+            "most_wrong": most_wrong(probs, targets, thresholds, classes, paths)}
+
+
+def format_label_report(report):
+    """A multi-label report as text: the summary line, then AP, precision, recall, F1, threshold and support
+    per class."""
+    classes, width = report["classes"], max(12, *(len(c) + 2 for c in report["classes"]))
+    summary = "mAP " + ("n/a (no class has a positive photo)" if report["map"] is None else f"{report['map']:.4f}")
+    lines = [f"{summary} on {report['n']} photos, micro F1 {report['micro_f1']:.3f}, macro F1 "
+             f"{report['macro_f1']:.3f}, subset accuracy {report['subset_accuracy']:.3f}, Hamming loss "
+             f"{report['hamming_loss']:.3f}", "",
+             f"{'class':<{width}}{'AP':>7}{'precision':>11}{'recall':>8}{'f1':>8}{'threshold':>11}{'support':>9}"]
+    for name in classes:
+        m = report["per_class"][name]
+        ap = "n/a" if m["ap"] is None else f"{m['ap']:.3f}"
+        lines.append(f"{name:<{width}}{ap:>7}{m['precision']:>11.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}"
+                     f"{m['threshold']:>11.3f}{m['support']:>9}")
+    return "\n".join(lines)

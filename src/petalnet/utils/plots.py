@@ -141,3 +141,27 @@ def plot_run_comparison(curves, path, title="val accuracy by run"):
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_precision_recall(curves, path, title="precision-recall per class"):
+    """One precision-recall curve per class of a multi-label model, its AP in the legend, a dot where its
+    threshold puts it.
+
+    curves: [(name, precision, recall, ap, (recall, precision) at the threshold), ...]; a class without a
+    positive photo has precision, recall and ap None (no curve; its legend says so)."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for k, (name, precision, recall, ap, point) in enumerate(curves):
+        color = f"C{k % 10}"
+        if precision is None:
+            ax.plot([], [], color=color, label=f"{name} (no positive photo)")
+            continue
+        # AP sums precision over each step of recall: a step up to each point draws that area
+        ax.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre", color=color,
+                label=f"{name} (AP {ap:.3f})")
+        ax.plot(*point, "o", color=color, markersize=5)
+    ax.set(xlim=(0, 1.01), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
+           title=f"{title}\n(dots: the stored thresholds)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path)
