@@ -7,8 +7,10 @@
 
 After writing, the exported file's logits (ONNX Runtime for onnx) are compared with PyTorch's on real
 photos (the run's val photos, or --check-photos): the max absolute difference is printed and must be
-under 1e-4 (an int8 file: the same top-1 class on at least 90% of them), else the export is reported as
-failed (exit 1) and the files are removed. The Python API takes the same settings:
+under 1e-4 (an int8 file: the same top-1 class on at least 90% of them; a multi-label model's: the same label
+set at its thresholds, its sigmoids compared), else the export is reported as failed (exit 1) and the files
+are removed. A multi-label model's sidecar carries its task and thresholds (InferenceSpec.to_dict), so that
+predict on the file gives the checkpoint's label sets. The Python API takes the same settings:
 export_model(ExportSettings(model="runs/seed", out="model.onnx")) (inference/settings.py).
 """
 
@@ -61,7 +63,7 @@ def export_model(settings, log=print):
     with torch.no_grad():
         expected = net(batch).numpy()
     got = _exported_logits(out, fmt, batch)
-    ok, said = _parity(expected, got, quantize)
+    ok, said = _parity(expected, got, quantize, spec)
     log(f"wrote {out} and {sidecar_path(out)}; parity on {len(batch)} real photos: {said}")
     if not ok:
         out.unlink(missing_ok=True)
@@ -84,11 +86,13 @@ def _write_file(net, size, fmt, path, calibration):
         float_path.unlink(missing_ok=True)
 
 
-def _parity(expected, got, quantize):
-    """(passed, what to print): logits within TOLERANCE, or for int8 the top-1 class kept on AGREEMENT."""
+def _parity(expected, got, quantize, spec):
+    """(passed, what to print): logits within TOLERANCE, or for int8 the top-1 class (a multi-label model: the
+    label set) kept on AGREEMENT."""
     if quantize:
-        same, prob = agreement(expected, got)
-        return same >= AGREEMENT, (f"top-1 class the same on {same:.0%} (at least {AGREEMENT:.0%} needed), "
+        same, prob = agreement(expected, got, spec)
+        kept = "label set" if spec.multilabel else "top-1 class"
+        return same >= AGREEMENT, (f"{kept} the same on {same:.0%} (at least {AGREEMENT:.0%} needed), "
                                    f"max |probability diff| {prob:.3f}")
     diff = float(abs(got - expected).max())
     return diff < TOLERANCE, f"max |logit diff| {diff:.2e}" + ("" if diff < TOLERANCE else f" (>= {TOLERANCE})")

@@ -6,7 +6,8 @@
 Static quantization in QDQ format: weights int8 per output channel, activations uint8 with ranges
 measured (min-max) on CALIBRATION_PHOTOS training photos taken evenly over the sorted list, through the
 checkpoint's eval transform. The parity check then compares the int8 file with PyTorch on real photos by
-top-1 agreement and probabilities (int8 logits cannot match fp32 to 1e-4).
+top-1 agreement and probabilities (int8 logits cannot match fp32 to 1e-4); for a multi-label model by the
+label sets at its thresholds and its sigmoids.
 """
 
 import numpy as np
@@ -15,12 +16,12 @@ from petalnet.data.folders import list_photos
 from petalnet.data.images import UnreadableImage
 from petalnet.errors import UserError
 from petalnet.inference.photos import own_photos
-from petalnet.inference.probabilities import softmax
+from petalnet.inference.probabilities import probabilities, thresholds_of
 from petalnet.pipeline.preprocess import eval_array, open_eval_photo
 
 CALIBRATION_PHOTOS = 256  # training photos whose activations set the int8 ranges
 CALIBRATION_BATCH = 16
-AGREEMENT = 0.9  # least share of check photos whose top-1 class the int8 file must keep
+AGREEMENT = 0.9  # least share of check photos whose top-1 class (multi-label: label set) the int8 file must keep
 
 
 def calibration_arrays(ckpt, model_path, folder=None, count=CALIBRATION_PHOTOS):
@@ -74,7 +75,13 @@ def quantize_int8(float_path, out_path, arrays):
         prepared.unlink(missing_ok=True)
 
 
-def agreement(expected_logits, got_logits):
-    """(share of rows whose top-1 class agrees, max |probability difference|)."""
-    same = float(np.mean(expected_logits.argmax(axis=1) == got_logits.argmax(axis=1)))
-    return same, float(np.abs(softmax(expected_logits) - softmax(got_logits)).max())
+def agreement(expected_logits, got_logits, spec):
+    """(share of rows whose top-1 class agrees, max |probability difference|); for a multi-label spec the rows
+    whose label sets at its thresholds agree, and the sigmoids' difference."""
+    expected, got = probabilities(expected_logits, spec), probabilities(got_logits, spec)
+    if spec.multilabel:
+        thresholds = np.asarray(thresholds_of(spec), dtype=np.float64)
+        same = float(np.mean(np.all((expected >= thresholds) == (got >= thresholds), axis=1)))
+    else:
+        same = float(np.mean(expected_logits.argmax(axis=1) == got_logits.argmax(axis=1)))
+    return same, float(np.abs(expected - got).max())
