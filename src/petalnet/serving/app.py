@@ -3,14 +3,20 @@ with a web page at /.
 
     curl -H "Authorization: Bearer $(cat token)" -F file=@rose.jpg https://HOST:8000/predict
     # {"predictions": [{"path": "rose.jpg", "top": [{"class": "roses", "prob": 0.91}, ...], "unsure": false}]}
+    # a multi-label model: {"predictions": [{"path": "bed.jpg", "labels": ["roses", "tulips"],
+    #                                        "probs": {"daisy": 0.02, ..., "tulips": 0.71}}]}
 
 Endpoints (OpenAPI description at /docs and /openapi.json); with a token, all but / and /health need it:
     GET  /            the web page: drop photos, see the top classes as bars and where the model looked
     GET  /health      {"status": "ok"} (open: for load balancers)
-    GET  /model       classes, model name, input size, transform, how it scored in training
+    GET  /model       classes, model name, input size, transform, how it scored in training (a multi-label
+                      model: "task": "multilabel" and its "thresholds", one per class)
     POST /predict     multipart field(s) `file`; ?topk=3&explain=false&min_prob=0.5 -> the records of
                       predict --json, each with "unsure": top probability below min_prob (a query or
-                      form field in [0, 1]; false without it) (+ "heatmap": a PNG data URL with explain=true)
+                      form field in [0, 1]; false without it) (+ "heatmap": a PNG data URL with explain=true);
+                      a multi-label model's records: its label set and every class's probability, no
+                      "unsure" (topk does not apply, min_prob is refused with 422: its thresholds decide;
+                      the heat map is the most probable class's)
     GET  /metrics     Prometheus text format (serving/metrics.py)
     POST /reload      load the checkpoint again (a new best.pt of the run); SIGHUP does the same
 
@@ -114,6 +120,9 @@ def create_app(model_path, settings=None, token=None):
             threshold = parse_min_prob(min_prob, min_prob_field)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
+        if threshold is not None and served.current.classifier.multilabel:
+            raise HTTPException(422, "min_prob is for single-label models: this model is multi-label (its "
+                                     "per-class thresholds, in GET /model, decide its labels)")
         records = []
         for upload in file:
             records.append(await _classify_upload(upload, topk, explain, threshold))
@@ -127,9 +136,11 @@ def create_app(model_path, settings=None, token=None):
                                         thumbnail=explain)  # the photo under the heat map
         if photo.error is not None:
             return {"path": name, "error": photo.error}
-        top, heat = await served.batcher.classify(photo.prepared, explain)
-        record = {"path": name, "top": top[:topk]}
-        record["unsure"] = is_unsure(record, min_prob)
+        outcome, heat = await served.batcher.classify(photo.prepared, explain)
+        record = {"path": name, **outcome}
+        if "top" in record:  # a single-label model's: its k most probable classes (multi-label: every class)
+            record["top"] = record["top"][:topk]
+            record["unsure"] = is_unsure(record, min_prob)
         if explain:
             record["heatmap"] = await run_in_threadpool(heatmap_url, photo.thumbnail, heat)
         return record

@@ -1,7 +1,7 @@
 """Photos of concurrent requests classified together: one model thread, batches of up to 32 photos
 gathered for at most 5 ms. `swap` replaces the classifier between batches (a reload): a batch already
-taken finishes on the model it started with. It uses the classifier's public interface only (rank, explain:
-inference/classifier.py), so any model format serves alike."""
+taken finishes on the model it started with. It uses the classifier's public interface only (outcomes,
+explain: inference/classifier.py), so any model format, single- or multi-label, serves alike."""
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +18,8 @@ class Batcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="petalnet-model")
 
     async def classify(self, prepared, explain):
-        """(probabilities of every class, sorted, as records; heat map or None) for one photo prepared by
-        the classifier (Classifier.decode(...).prepared)."""
+        """(what its record says: {"top": every class, most probable first} or a multi-label model's {"labels",
+        "probs"}; heat map or None) for one photo prepared by the classifier (Classifier.decode(...).prepared)."""
         if self.worker is None:
             self.queue = asyncio.Queue()
             self.worker = asyncio.get_running_loop().create_task(self._run())
@@ -66,7 +66,7 @@ class Batcher:
     @staticmethod
     def _infer(classifier, batch):
         prepared = [photo for photo, _, _ in batch]
-        top = classifier.rank(prepared, len(classifier.classes))
+        outcomes = classifier.outcomes(prepared, len(classifier.classes))
         wanted = [k for k, (_, explain, _) in enumerate(batch) if explain]
         heats = dict(zip(wanted, classifier.explain([prepared[k] for k in wanted]))) if wanted else {}
-        return [(top[k], heats.get(k)) for k in range(len(batch))]
+        return [(outcomes[k], heats.get(k)) for k in range(len(batch))]

@@ -1,6 +1,7 @@
 """The model a server is serving, and its reload (POST /reload, SIGHUP): the checkpoint is read again in a
 thread while requests go on; it replaces the old model only when it loads and is the same model (classes,
-network, input size and transform, which the clients and the photos already decoded rely on). Otherwise
+network, input size and transform, single- or multi-label, which the clients and the photos already decoded
+rely on; a multi-label model's thresholds may change). Otherwise
 the old model keeps serving and the reload answers 409 (another model) or 422 (unreadable)."""
 
 import asyncio
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 from petalnet.config.run import TrainingSummary
 from petalnet.errors import one_line
 from petalnet.inference.classifier import classifier_from_checkpoint
+from petalnet.inference.probabilities import thresholds_of
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.utils.fields import to_dict
 from petalnet.serving.batcher import Batcher
 
-SAME = ("classes", "model", "input_size", "eval_resize", "mean", "std")  # what a reload may not change
+SAME = ("classes", "model", "input_size", "eval_resize", "mean", "std", "task")  # what a reload may not change
 
 
 @dataclass
@@ -42,10 +44,14 @@ def load(model_path, device):
 
 
 def model_info(model_path, spec, training):
-    """What GET /model returns: enough to call the API and to know how good the model is."""
-    return {"classes": list(spec.classes), "model": spec.model, "input_size": spec.image_size,
+    """What GET /model returns: enough to call the API and to know how good the model is; a multi-label
+    model's task and per-class thresholds besides (as its spec writes them)."""
+    info = {"classes": list(spec.classes), "model": spec.model, "input_size": spec.image_size,
             "eval_resize": spec.eval_resize, "mean": list(spec.mean), "std": list(spec.std),
             "checkpoint": str(model_path), "training": to_dict(training)}
+    if spec.multilabel:
+        info.update(task=spec.task, thresholds=list(thresholds_of(spec)))
+    return info
 
 
 def explainable(classifier):
@@ -78,7 +84,7 @@ class ServedModel:
                 self.metrics.reloads.labels("failed").inc()
                 raise ReloadRefused(422, f"cannot load {self.model_path}: {one_line(err, 300)}; the old model "
                                          f"keeps serving") from None
-            changed = [key for key in SAME if new.info[key] != self.current.info[key]]
+            changed = [key for key in SAME if new.info.get(key) != self.current.info.get(key)]
             if changed:
                 self.metrics.reloads.labels("failed").inc()
                 raise ReloadRefused(409, f"{self.model_path} now holds another model ({', '.join(changed)} "
