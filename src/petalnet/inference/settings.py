@@ -30,7 +30,7 @@ class PredictSettings(PlainValues):
                          positional=1)
     paths: tuple[str, ...] = setting(REQUIRED, "image files and/or folders (searched recursively)",
                                      positional="+")
-    topk: int = setting(3, "classes per photo", at_least=1)
+    topk: int = setting(3, "classes per photo (a multi-label model gives its label set and every class)", at_least=1)
     json: bool = setting(False, "one JSON object per line", switch=True)
     plot: str | None = setting(None, "save the photos titled with their prediction", metavar="OUT.png")
     explain: str | None = setting(None, "save a Grad-CAM heat map over each photo here", metavar="OUT_DIR")
@@ -39,7 +39,8 @@ class PredictSettings(PlainValues):
     sort_into: str | None = setting(None, "hard-link (else copy) each photo to DIR/<class>/; originals are "
                                     "never changed", metavar="DIR")
     min_prob: float | None = setting(None, "with --sort-into: photos whose top probability is below P go to "
-                                     "DIR/_unsure (default 0)", at_least=0, at_most=1, metavar="P")
+                                     "DIR/_unsure (default 0; single-label models: a multi-label one's thresholds "
+                                     "decide)", at_least=0, at_most=1, metavar="P")
     device: str = device_setting()
     batch_size: int = setting(64, "photos per batch", at_least=1)
     workers: int = setting(0, "threads that decode the next batch while the model scores one; 0: one beside a "
