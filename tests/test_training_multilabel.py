@@ -131,3 +131,15 @@ def test_average_precision_and_thresholds_against_brute_force():
     f1 = [2 * ((scores >= t) & positives).sum() / ((scores >= t).sum() + positives.sum()) for t in scores]
     given = scores >= threshold
     assert 2 * (given & positives).sum() / (given.sum() + positives.sum()) == pytest.approx(max(f1))
+
+
+def test_a_split_column_is_kept_and_split_json_reads_back(made_photos, tmp_path):
+    """A multi-label manifest with a split column: its val rows are val, and split.json round-trips (a
+    multi-label run's own val is what evaluate scores without --data)."""
+    from petalnet.data.split import Split
+
+    rows = make_mosaics(made_photos, tmp_path, 12, split=lambda k: "val" if k < 3 else "test" if k == 3 else "train")
+    split = make_split(open_data(tmp_path / "labels.csv"), progress=False)
+    assert [path for path, _ in split.val] == [row[0] for row in rows[:3]] and len(split.test) == 1
+    assert split.val_fraction is None and split.multilabel
+    assert Split.from_dict(json.loads(json.dumps(split.to_dict()))) == split

@@ -67,10 +67,11 @@ class Split:
         if self.manifest:
             saved.update(manifest=self.manifest, test=[list(pair) for pair in self.test])
         if self.multilabel:
-            saved.update(multilabel=True)
+            saved["multilabel"] = True
             for part in ("train", "val", "test"):
-                saved[part] = [[rel, list(labels)] for rel, labels in self.part(part)] if part in saved else None
-        return {key: value for key, value in saved.items() if value is not None}
+                if part in saved:
+                    saved[part] = [[rel, list(labels)] for rel, labels in self.part(part)]
+        return saved
 
     @classmethod
     def from_dict(cls, saved):
