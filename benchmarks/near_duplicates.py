@@ -61,7 +61,7 @@ def recall(paths, looks, sample, threshold):
 
 def split_effect(scan, thresholds):
     paths, labels, digests, looks = scan.readable()
-    classes = len(scan.folder.classes)
+    classes = len(scan.photos.classes)
     _, before = split_indices(labels, digests, classes, 0.1, 0)
     print("\n| threshold | groups | photos in them | straddling the split without them | with them | val photos "
           "moved | search s |")
@@ -95,7 +95,7 @@ def cost(root):
     search_s = time.perf_counter() - start
     print("\n| photos | scan (hash + decode) s | scan + fingerprints s | search s | groups | pairs |")
     print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| {len(plain.folder.files)} | {plain_s:.1f} | {looks_s:.1f} | {search_s:.1f} | {len(groups)} | "
+    print(f"| {len(plain.photos.files)} | {plain_s:.1f} | {looks_s:.1f} | {search_s:.1f} | {len(groups)} | "
           f"{len(pairs)} |")
     return scan
 
