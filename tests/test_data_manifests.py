@@ -258,3 +258,14 @@ def test_csv_with_a_bom_and_excel_quoting_reads(tmp_path, capsys):
     (tmp_path / "m.csv").write_bytes(text.encode("utf-8"))
     code, report = report_of(capsys, tmp_path / "m.csv")
     assert code == 0 and report["counts"] == {"a, b": 2}
+
+
+def test_the_python_api_evaluates_a_manifest_as_the_command_does(manifest_run, tmp_path, capsys):
+    from petalnet.inference.evaluate import run_evaluate
+    from petalnet.inference.settings import EvaluateSettings
+
+    manifest, run = manifest_run
+    assert run_evaluate(EvaluateSettings(model=run, data=manifest, out=tmp_path / "api", json=True)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 5 and json.loads((tmp_path / "api" / "report.json").read_text())["n"] == 5
+
