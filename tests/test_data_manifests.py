@@ -110,7 +110,8 @@ def test_train_leaves_out_unusable_rows_and_says_so(tmp_path, capsys):
 
     train(data=manifest, out=tmp_path / "run", recipe="seed", overrides={"model": "resnet9", "image_size": 32,
           "epochs": 1}, device="cpu", progress=False, log=lines.append)
-    assert "left out 1 unreadable file(s) or unusable row(s):" in lines and "  p/gone.jpg: missing (line 14)" in lines
+    assert "left out 1 photo(s) or row(s): unreadable, excluded or unusable:" in lines
+    assert "  p/gone.jpg: missing (line 14)" in lines
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["num_train"] + record["num_val"] == 12 and record["left_out"][0]["path"] == "p/gone.jpg"
 
@@ -269,3 +270,34 @@ def test_the_python_api_evaluates_a_manifest_as_the_command_does(manifest_run, t
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 5 and json.loads((tmp_path / "api" / "report.json").read_text())["n"] == 5
 
+
+
+@pytest.mark.parametrize("form", ["class folders", "train/val", "manifest"])
+def test_train_exclude_leaves_the_listed_photos_out_and_records_them(made_photos, tmp_path, form):
+    if form == "class folders":
+        data, root = made_photos, made_photos
+    elif form == "train/val":
+        root = tmp_path / "layout"
+        for part, seeds in (("train", 0), ("val", 50)):
+            make_class_folders(root / part, {"a": 4, "b": 4}, start_seed=seeds)
+        data = root
+    else:
+        data = flat_manifest(made_photos, tmp_path / "m")
+        root = data.parent
+    photos = sorted(p for p in root.rglob("*.jpg"))
+    listed = [photos[0].relative_to(root).as_posix(), str(photos[-1]), "no/such.jpg"]
+    (tmp_path / "exclude.txt").write_text("# wrong labels\n" + "\n".join(listed) + "\n\n")
+    lines = []
+    from petalnet import train
+
+    train(data=data, out=tmp_path / "run", recipe="seed", overrides={"model": "resnet9", "image_size": 32,
+          "epochs": 1}, device="cpu", progress=False, log=lines.append, exclude=tmp_path / "exclude.txt")
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["num_train"] + record["num_val"] == len(photos) - 2
+    said = {row["path"] for row in record["left_out"] if row["error"] == f"excluded ({tmp_path / 'exclude.txt'})"}
+    assert said == {os.path.relpath(photos[0], root), os.path.relpath(photos[-1], root)}
+    assert any(line.startswith("left out 2 photo(s) or row(s)") for line in lines)
+    if form != "train/val":
+        split = json.loads((tmp_path / "run" / "split.json").read_text())
+        kept = {path for path, _ in split["train"] + split["val"]}
+        assert not kept & said

@@ -328,3 +328,25 @@ def test_class_names_that_start_like_formulas(made_photos, tmp_path, capsys):
     assert sorted(row["true_class"] for row in rows) == sorted("'" + name for name in classes)
     assert all(row["predicted_class"][0] == "'" and row["predicted_class"][1:] in classes for row in rows)
     assert all(row["path"] == str(photos / row["true_class"][1:] / "p.jpg") for row in rows)
+
+
+def test_top_losses_are_the_photos_least_believed_and_the_confused_pairs_add_up(trained_run, capsys, tmp_path):
+    out = tmp_path / "eval"
+    assert cli("evaluate", trained_run, "--top-losses", "3", "--json", "--out", out, "--device", "cpu") == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["top_losses"]
+    assert len(rows) == 3 and [r["loss"] for r in rows] == sorted((r["loss"] for r in rows), reverse=True)
+    for row in rows:  # the loss is the cross-entropy of the given class
+        assert row["loss"] == pytest.approx(-math.log(row["given_probability"]), rel=1e-4, abs=1e-5)
+        assert row["probability"] >= row["given_probability"]
+    shown = {row["path"] for row in rows}
+    right = [float(r["probability"]) for r in csv.DictReader(open(out / "predictions.csv"))
+             if r["correct"] == "1" and r["path"] not in shown]  # their loss: -log of their own probability
+    assert right and all(-math.log(p) <= rows[-1]["loss"] + 1e-5 for p in right)
+    pairs = report["confused_pairs"]
+    assert sum(pair["count"] for pair in pairs) == report["n"] - round(report["accuracy"] * report["n"])
+    assert json.loads((out / "report.json").read_text())["top_losses"] == rows
+    assert (out / "top_losses.png").stat().st_size > 1000
+    assert cli("evaluate", trained_run, "--top-losses", "2", "--out", tmp_path / "text", "--device", "cpu") == 0
+    text = capsys.readouterr().out
+    assert "top 2 losses (highest first)" in text and "most-confused pairs" in text and "top_losses.png" in text

@@ -143,3 +143,17 @@ def test_a_split_column_is_kept_and_split_json_reads_back(made_photos, tmp_path)
     assert [path for path, _ in split.val] == [row[0] for row in rows[:3]] and len(split.test) == 1
     assert split.val_fraction is None and split.multilabel
     assert Split.from_dict(json.loads(json.dumps(split.to_dict()))) == split
+
+
+def test_top_losses_of_a_multilabel_model_are_its_summed_binary_cross_entropies(multilabel_run, tmp_path, capsys):
+    assert cli("evaluate", multilabel_run, "--top-losses", "4", "--json", "--out", tmp_path / "e") == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["top_losses"]
+    assert len(rows) == 4 and "confused_pairs" not in report
+    for row in rows:
+        p = np.array([row["probs"][c] for c in report["classes"]])
+        given = np.array([c in row["given"] for c in report["classes"]])
+        bce = -(np.log(np.where(given, p, 1 - p))).sum()
+        assert row["loss"] == pytest.approx(bce, rel=1e-3) and set(row["predicted"]) <= set(report["classes"])
+    assert [r["loss"] for r in rows] == sorted((r["loss"] for r in rows), reverse=True)
+    assert (tmp_path / "e" / "top_losses.png").is_file()

@@ -120,6 +120,8 @@ class TrainRequest(PlainValues):
                                "(.zip, .tar, .tar.gz) of them (default: $PETALNET_DATA)")
     label_column: str | None = setting_like(CheckSettings, "label_column")
     allow_paths_outside: bool = setting_like(CheckSettings, "allow_paths_outside")
+    exclude: str | None = setting(None, "a file of photos to leave out, one path a line (relative to the data's "
+                                  "folder, or absolute); recorded with the run's left-out photos", metavar="FILE")
     out: str = setting(None, "run folder", required=True)
     recipe: str | None = setting(None, f"one of {', '.join(RECIPES)} (default: {DEFAULT_RECIPE})")
     device: str = device_setting()

@@ -11,6 +11,7 @@ and val/ (or validation/, test/) each hold one: then the folder names the split.
 manifest when its top folder holds exactly one .csv, .tsv or .jsonl file.
 """
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,21 +32,35 @@ class DataSource:
     given: str  # what the user named (a folder, a manifest, an archive)
     manifest: Manifest | None = None
     allow_outside: bool = False  # a manifest's paths may leave its folder
+    exclude: frozenset = frozenset()  # absolute paths of photos left out (train --exclude FILE)
+    exclude_file: str | None = None
 
     def photos(self, classes=None):
         """The labelled photos of class folders (only `classes` when given) or of a manifest."""
         if self.kind == "manifest":
-            return manifest_photos(self.manifest, self.allow_outside, OUTSIDE_FLAG)
+            return self.without_excluded(manifest_photos(self.manifest, self.allow_outside, OUTSIDE_FLAG))
         if self.kind == "train/val":
             raise ValueError("a train/val layout has two folders of photos: read root/train and root/val")
-        return scan_class_folder(self.root, classes)
+        return self.without_excluded(scan_class_folder(self.root, classes))
+
+    def without_excluded(self, photos):
+        """LabelledPhotos without the excluded ones, which go to its `dropped` rows with the reason."""
+        if not self.exclude:
+            return photos
+        keep = [i for i, path in enumerate(photos.files) if os.path.abspath(path) not in self.exclude]
+        gone = [photos.shown(path) for i, path in enumerate(photos.files) if i not in set(keep)]
+        return replace(photos, files=[photos.files[i] for i in keep], labels=[photos.labels[i] for i in keep],
+                       parts=None if photos.parts is None else [photos.parts[i] for i in keep],
+                       dropped=photos.dropped + [{"path": path, "error": f"excluded ({self.exclude_file})"}
+                                                 for path in gone])
 
     def describe(self):
         return f"{self.manifest.file} (manifest)" if self.kind == "manifest" else f"{self.root} ({self.kind})"
 
 
-def open_data(path, label_column=None, allow_outside=False):
-    """The DataSource `path` names; one UserError line when it is none of them."""
+def open_data(path, label_column=None, allow_outside=False, exclude=None):
+    """The DataSource `path` names (without the photos the file `exclude` lists); one UserError line when it
+    is none of them."""
     path = Path(path)
     if not path.exists():
         named = is_manifest_file(path) or path.name.lower().endswith(ARCHIVES)
@@ -53,7 +68,19 @@ def open_data(path, label_column=None, allow_outside=False):
     source = _open(unpacked(path) if is_archive(path) else path, label_column, archive=is_archive(path))
     if label_column is not None and source.kind != "manifest":
         raise UserError(f"--label-column is for manifests: {path} is {source.kind}")
-    return replace(source, given=str(path), allow_outside=allow_outside)
+    source = replace(source, given=str(path), allow_outside=allow_outside)
+    return replace(source, exclude=excluded_paths(exclude, source.root), exclude_file=exclude) if exclude else source
+
+
+def excluded_paths(file, root):
+    """The photos a file lists, one a line (relative to `root`, the folder the data's paths are relative to,
+    or absolute; empty lines and lines starting with # skipped), as absolute paths."""
+    try:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read --exclude {file}: {getattr(err, 'strerror', None) or err}") from None
+    return frozenset(os.path.abspath(Path(root) / line.strip()) for line in lines
+                     if line.strip() and not line.lstrip().startswith("#"))
 
 
 def folder_source(path):

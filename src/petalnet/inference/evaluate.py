@@ -5,6 +5,7 @@ calibration, the confusion matrix, the most confident mistakes and every photo's
     petalnet evaluate runs/seed --data photos/         # class folders, or a train/val layout (its val/)
     petalnet evaluate runs/seed/best.pt --data new/ --json --out eval-new
     petalnet evaluate runs/tags --data tags.csv        # a multi-label model: a manifest with a labels column
+    petalnet evaluate runs/seed --top-losses 16        # also the 16 hardest photos and the confused pairs
 
 A multi-label model (its spec's task) is scored on label sets at its stored thresholds instead: mAP, micro
 and macro F1, subset accuracy, Hamming loss, per class AP / precision / recall / F1, the photos with the most
@@ -32,6 +33,7 @@ from petalnet.inference.photos import evaluation_photos
 from petalnet.inference.probabilities import label_set, thresholds_of
 from petalnet.inference.scoring import evaluate_batches
 from petalnet.inference.table import cell
+from petalnet.inference.top_losses import confused_pairs, format_top_losses, top_loss_caption, top_losses
 from petalnet.inference.torch_backend import TorchBackend
 from petalnet.models.checkpoint import load_checkpoint
 from petalnet.pipeline.dataset import eval_dataset
@@ -79,12 +81,29 @@ def run_evaluate(settings):
                   **probability_report(result.targets, result.probs)}
         write_outputs(out, report, result, paths, spec.classes, model, name)
         text, pictures = format_report(report), "confusion.png, reliability.png, mistakes.png"
+    if settings.top_losses:
+        text, pictures = add_top_losses(report, result, paths, spec, out, settings.top_losses, text), \
+            pictures + ", top_losses.png"
     if settings.json:
         print(json.dumps(report))
     else:
         print(text)
         print(f"\nwrote {out}/report.json, predictions.csv, {pictures}")
     return 0
+
+
+def add_top_losses(report, result, paths, spec, out, count, text):
+    """--top-losses N: the hardest photos and the confused pairs into the report (report.json written again) and
+    top_losses.png; the text report with them."""
+    report["top_losses"] = top_losses(result, paths, spec.classes, count,
+                                      thresholds_of(spec) if spec.multilabel else None)
+    if not spec.multilabel:
+        report["confused_pairs"] = confused_pairs(report["confusion"], spec.classes)
+    saved = json.loads((out / "report.json").read_text())
+    write_json(out / "report.json", {**saved, **report})
+    save_photo_grid([(row["path"], top_loss_caption(row)) for row in report["top_losses"]], out / "top_losses.png",
+                    "highest losses ({shown} photos, highest first)")
+    return "\n".join([text, *format_top_losses(report)])
 
 
 def make_folder(out):

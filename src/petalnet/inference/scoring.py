@@ -27,6 +27,7 @@ class EvalResult:
     probs: torch.Tensor  # (n, num_classes) softmax probabilities; multilabel: sigmoids
     seconds: float
     map: float | None = None  # multilabel: macro mean average precision (inference/multilabel.py)
+    losses: torch.Tensor | None = None  # (n,) each photo's loss (multilabel: its summed binary cross-entropy)
 
     @property
     def predictions(self):
@@ -66,8 +67,8 @@ def evaluate_batches(model, loader, device, desc="val", progress=True, settings=
     if multilabel:
         accuracy = ((probs >= 0.5) == (targets > 0.5)).all(dim=1).sum().item() / n if n else 0.0
         return EvalResult(loss=losses.sum().item() / max(n, 1), accuracy=accuracy, targets=targets, probs=probs,
-                          seconds=time.perf_counter() - start, map=mean_average_precision(probs.numpy(),
-                                                                                          targets.numpy()))
+                          seconds=time.perf_counter() - start, losses=losses,
+                          map=mean_average_precision(probs.numpy(), targets.numpy()))
     accuracy = (probs.argmax(dim=1) == targets).sum().item() / n if n else 0.0  # exactly 2/10, not float32 0.2000000029
     return EvalResult(loss=losses.sum().item() / max(n, 1), accuracy=accuracy, targets=targets, probs=probs,
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start, losses=losses)

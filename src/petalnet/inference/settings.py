@@ -57,6 +57,9 @@ class EvaluateSettings(PlainValues):
     allow_paths_outside: bool = setting_like(CheckSettings, "allow_paths_outside")
     out: str | None = setting(None, "folder for report.json and pictures (default: RUN/eval-<name>/)")
     json: bool = setting(False, "print the report as one JSON object", switch=True)
+    top_losses: int = setting(0, "also show the N photos with the highest loss (top_losses.png, the JSON's "
+                              "top_losses) and the most-confused class pairs: where wrong labels are found first",
+                              at_least=0, metavar="N")
     device: str = device_setting()
     batch_size: int = setting(64, "photos per batch", at_least=1)
     workers: int = setting(0, "decoding processes", at_least=0)

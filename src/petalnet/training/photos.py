@@ -11,8 +11,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from petalnet.data.check import scan_photos
-from petalnet.data.folders import find_classes, require_folder
+from petalnet.data.check import scan_listing
+from petalnet.data.folders import find_classes, require_folder, scan_class_folder
 from petalnet.data.split import Split, make_split
 from petalnet.devices import distributed
 from petalnet.errors import UserError
@@ -35,7 +35,7 @@ def load_data(source, config, saved_split=None, progress=True):
     """Find the photos of a DataSource (data/sources.py): a train/val layout as is; class folders or a
     manifest split on the fly (a manifest's split column as it says)."""
     if source.kind == "train/val":
-        return _load_split_layout(require_folder(source.root), progress)
+        return _load_split_layout(source, progress)
     split = saved_split or make_split(source, config.val_fraction, config.seed, progress=progress)
     return TrainData(classes=list(split.classes), train_paths=split.paths("train", source.root),
                      val_paths=split.paths("val", source.root), train_labels=split.labels("train"),
@@ -57,19 +57,22 @@ def shared_split(source, config, processes, progress=True):
     return distributed.on_rank0(split_here, processes)
 
 
-def _load_split_layout(root, progress):
+def _load_split_layout(source, progress):
+    """A train/val layout as it is (its photos listed in --exclude left out)."""
+    root = require_folder(source.root)
     classes = find_classes(root / "train")
     extra = sorted(set(find_classes(root / "val")) - set(classes))
     if extra:
         raise UserError(f"val has classes that train lacks: {', '.join(extra)} (train has {', '.join(classes)})")
-    train_scan = scan_photos(root / "train", classes, progress=progress, desc="checking train photos")
-    val_scan = scan_photos(root / "val", classes, progress=progress, desc="checking val photos")
-    train_paths, train_labels, _, _ = train_scan.readable()
-    val_paths, val_labels, _, _ = val_scan.readable()
+    scans = [scan_listing(source.without_excluded(scan_class_folder(root / part, classes)), progress,
+                          f"checking {part} photos") for part in ("train", "val")]
+    (train_paths, train_labels, _, _), (val_paths, val_labels, _, _) = (scan.readable() for scan in scans)
     if not val_paths:
         raise UserError(f"no readable photos in {root / 'val'}")
-    left_out = [{"path": str(p.relative_to(root)), "error": why}
-                for scan in (train_scan, val_scan) for p, why in scan.unreadable.items()]
+    left_out = [{"path": os.path.relpath(p, root), "error": why}
+                for scan in scans for p, why in scan.unreadable.items()]
+    left_out += [{**row, "path": f"{part}/{row['path']}"} for part, scan in zip(("train", "val"), scans)
+                 for row in scan.photos.dropped]
     return TrainData(classes=classes, train_paths=train_paths, train_labels=train_labels, val_paths=val_paths,
                      val_labels=val_labels, layout="train/val", left_out=left_out)
 

@@ -104,20 +104,22 @@ class Progress:
 
 
 def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", resume=False, overwrite=False,
-          progress=True, log=print, options=None, config=None, label_column=None, allow_paths_outside=False):
+          progress=True, log=print, options=None, config=None, label_column=None, allow_paths_outside=False,
+          exclude=None):
     """Train a model into the run folder `out`; returns the list of per-epoch metric rows.
 
     data: class folders, a train/val layout, a manifest or an archive (data/sources.py; label_column and
-    allow_paths_outside: how a manifest is read). recipe + overrides (TrainConfig setting name -> value; None:
-    the recipe's), or config: a whole TrainConfig (config/train.py); options: DeviceOptions (how fast to run
-    here). Under torchrun every process calls this; rank 0 alone writes and prints.
+    allow_paths_outside: how a manifest is read; exclude: a file of photos to leave out). recipe + overrides
+    (TrainConfig setting name -> value; None: the recipe's), or config: a whole TrainConfig (config/train.py);
+    options: DeviceOptions (how fast to run here). Under torchrun every process calls this; rank 0 alone writes
+    and prints.
     """
     if config is not None and (recipe is not None or overrides or resume):
         raise UserError("config= is a whole run's settings: pass it alone, without recipe=, overrides= or "
                         "resume= (a resumed run keeps its own; overrides={'epochs': N} trains it longer)")
     asked = TrainRequest(data=None if data is None else str(data), out=str(out), recipe=recipe, device=device,
                          resume=resume, overwrite=overwrite, label_column=label_column,
-                         allow_paths_outside=allow_paths_outside)
+                         allow_paths_outside=allow_paths_outside, exclude=None if exclude is None else str(exclude))
     check_fields(asked)
     processes, device = distributed.start(pick_device(asked.device))
     rank_log = RankLog(processes)  # under torchrun: RUN/logs/rank-K.log, once the run folder exists
@@ -161,8 +163,8 @@ def _train(request, session, rank_log):
         photos = with_masks(photos)
     check_photos(photos, config, source.root, processes)
     if photos.left_out:
-        log(f"left out {len(photos.left_out)} unreadable file(s)" + (" or unusable row(s):" if source.kind == "manifest"
-                                                                        else ":"))
+        log(f"left out {len(photos.left_out)} photo(s) or row(s): unreadable, excluded or unusable:"
+            if source.kind == "manifest" or source.exclude else f"left out {len(photos.left_out)} unreadable file(s):")
         for row in photos.left_out:
             log(f"  {row['path']}: {row['error']}")
     facts = RunFacts(data=str(Path(start.data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
@@ -212,7 +214,7 @@ def data_source(start, asked):
     split = start.split
     if split is not None and split.manifest and not asked.data:
         return DataSource(kind="manifest", root=Path(split.source), given=start.data)
-    return open_data(start.data, asked.label_column, asked.allow_paths_outside)
+    return open_data(start.data, asked.label_column, asked.allow_paths_outside, asked.exclude)
 
 
 def check_photos(photos, config, data, processes):
