@@ -110,7 +110,7 @@ def test_train_leaves_out_unusable_rows_and_says_so(tmp_path, capsys):
 
     train(data=manifest, out=tmp_path / "run", recipe="seed", overrides={"model": "resnet9", "image_size": 32,
           "epochs": 1}, device="cpu", progress=False, log=lines.append)
-    assert "left out 1 photo(s) or row(s): unreadable, excluded or unusable:" in lines
+    assert "left out 1 photo(s), row(s) or link(s): unreadable, excluded, unusable or loops:" in lines
     assert "  p/gone.jpg: missing (line 14)" in lines
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["num_train"] + record["num_val"] == 12 and record["left_out"][0]["path"] == "p/gone.jpg"
@@ -251,6 +251,10 @@ def test_a_link_into_another_class_folder_is_not_followed_and_is_reported(tmp_pa
     assert sorted(report["links_skipped"]) == ["a/more", "b/up"]
     assert cli("data", "check", tmp_path / "p", "--near-threshold", "off") == 0
     assert "folder links not followed" in capsys.readouterr().out
+    split = make_split(tmp_path / "p", progress=False)  # train logs a split's left-out entries, and records them
+    assert len(split.train) + len(split.val) == 4
+    assert sorted(row["path"] for row in split.left_out if row["error"].startswith("folder link not followed")) == \
+        ["a/more", "b/up"]
 
 
 def test_csv_with_a_bom_and_excel_quoting_reads(tmp_path, capsys):
@@ -296,7 +300,7 @@ def test_train_exclude_leaves_the_listed_photos_out_and_records_them(made_photos
     assert record["num_train"] + record["num_val"] == len(photos) - 2
     said = {row["path"] for row in record["left_out"] if row["error"] == f"excluded ({tmp_path / 'exclude.txt'})"}
     assert said == {os.path.relpath(photos[0], root), os.path.relpath(photos[-1], root)}
-    assert any(line.startswith("left out 2 photo(s) or row(s)") for line in lines)
+    assert any(line.startswith("left out 2 photo(s), row(s) or link(s)") for line in lines)
     if form != "train/val":
         split = json.loads((tmp_path / "run" / "split.json").read_text())
         kept = {path for path, _ in split["train"] + split["val"]}

@@ -30,6 +30,9 @@ from petalnet.utils.fields import check_fields, check_setting
 from petalnet.utils.fileio import fsync_dir, write_json
 
 
+LINK_NOT_FOLLOWED = "folder link not followed: a loop, or a folder already listed (no photo counted twice)"
+
+
 @dataclass(frozen=True)
 class Split:
     """Which photos of a folder of class folders went to train and which to val (split.json)."""
@@ -203,6 +206,7 @@ def make_split(data, val_fraction=0.1, seed=0, progress=True, near_threshold=DEF
 
     manifest = str(source.manifest.file.absolute()) if source.manifest else None
     left_out = [{"path": photos.shown(p), "error": why} for p, why in scan.unreadable.items()] + photos.dropped
+    left_out += [{"path": photos.shown(link), "error": LINK_NOT_FOLLOWED} for link in photos.links_skipped]
     return Split(source=str(Path(source.root).resolve()), classes=tuple(photos.classes), train=entries(train_idx),
                  val=entries(val_idx), val_fraction=val_fraction if parts is None else None, seed=seed,
                  near_threshold=near_threshold if parts is None else None, near_duplicate_groups=len(groups),
@@ -291,8 +295,9 @@ def summarize(split):
         lines.append(f"kept {split.near_duplicate_groups} group(s) of near-duplicates (similarity >= "
                      f"{split.near_threshold:g}) on one side each")
     if split.left_out:
-        lines.append(f"left out {len(split.left_out)} unreadable file(s)" + (" or unusable row(s):" if split.manifest
-                                                                                else ":"))
+        plain = not split.manifest and all(row["error"] != LINK_NOT_FOLLOWED for row in split.left_out)
+        lines.append(f"left out {len(split.left_out)} unreadable file(s):" if plain else
+                     f"left out {len(split.left_out)} file(s), row(s) or link(s): unreadable, unusable or loops:")
         lines += [f"  {r['path']}: {r['error']}" for r in split.left_out]
     return "\n".join(lines)
 
