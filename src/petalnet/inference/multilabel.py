@@ -32,12 +32,6 @@ def multi_hot(masks, num_classes):
     return ((masks.long().unsqueeze(1) >> bits) & 1).float()
 
 
-def label_sets(probs, thresholds):
-    """Each row's class indices at or above their thresholds."""
-    given = np.asarray(probs) >= np.asarray(thresholds)[None, :]
-    return [tuple(int(i) for i in np.flatnonzero(row)) for row in given]
-
-
 def average_precision(scores, positives):
     """AP of one class: sum over the ranks of each positive of (precision there) / positives; None: no positive."""
     scores, positives = np.asarray(scores, dtype=np.float64), np.asarray(positives, dtype=bool)
