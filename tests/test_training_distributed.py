@@ -208,6 +208,29 @@ def test_sigterm_raises_while_the_log_is_open_and_not_after(tmp_path):
     assert RankLog(Processes()).stopped(Terminated()) is None  # a single process keeps no rank log
 
 
+def test_a_sigterm_while_the_stop_line_is_made_does_not_interrupt_it(tmp_path, monkeypatch):
+    """torchrun sends SIGTERM to the survivors once a process died; when a collective has already failed, it
+    arrives while the survivor reads the logs and last.pt to make its line (CI saw a traceback from inside
+    torch.load there): from then on it is ignored, and the line is said."""
+    import petalnet.training.ranklogs as ranklogs
+
+    def slow_line(run, processes, error):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-way, as torchrun's does
+        time.sleep(0.2)
+        return PeerStopped("rank 1 of 2 died of SIGABRT")
+
+    monkeypatch.setattr(ranklogs, "_peer_stopped", slow_line)
+    before = signal.getsignal(signal.SIGTERM)
+    rank_log = RankLog(Processes(rank=0, world=2))
+    rank_log.open(tmp_path / "run")
+    try:
+        stop = rank_log.stopped(RuntimeError("Connection closed by peer"))
+    finally:
+        rank_log.close()
+    assert isinstance(stop, PeerStopped) and "died of SIGABRT" in str(stop)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_pretrained_multilabel_run_with_a_frozen_start_trains_under_torchrun(made_photos, tmp_path):
     """efficientnet_lite0 from its offline weights on mosaics labelled with their classes (a labels column:
     multi-label): the head alone in epoch 1, then the body too. DDP is wrapped anew when the trainable

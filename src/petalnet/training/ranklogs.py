@@ -79,9 +79,15 @@ class RankLog:
 
     def stopped(self, error):
         """Log that this process stops with `error`. Returns the PeerStopped to raise instead when another
-        process of the run has ended (or torchrun's SIGTERM came, or a collective lost its peer), else None."""
+        process of the run has ended (or torchrun's SIGTERM came, or a collective lost its peer), else None.
+
+        The process is stopping already: torchrun's SIGTERM, which often comes while the line is being made
+        (when a collective saw the peer die first), is ignored from here on instead of raising Terminated
+        into the middle of it (close() restores the handler)."""
         if self.file is None:
             return None
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop = _peer_stopped(self.run, self.processes, error)
         if stop is None:
             self.write(f"{OWN_ERROR} {type(error).__name__}: {one_line(error)[:300]}")
