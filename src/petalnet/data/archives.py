@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from petalnet.data.download import petalnet_home
+from petalnet.data.download import petalnet_home, refuse_unsafe_member
 from petalnet.errors import UserError
 from petalnet.utils.fileio import fsync_dir
 
@@ -88,13 +88,9 @@ def _tar_members(archive):
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise UserError(f"{archive} is not a complete tar archive ({err})") from None
     for member in members:
-        if member.name.startswith(("/", "\\")) or not (member.isfile() or member.isdir()):
-            raise UserError(f"refusing unsafe archive {archive}: member {member.name!r} is "
-                            + ("an absolute path" if member.name.startswith(("/", "\\")) else "a link or device"))
-        try:
-            tarfile.data_filter(member, "/petalnet-archive-check")
-        except tarfile.FilterError as err:
-            raise UserError(f"refusing unsafe archive {archive}: {err}") from None
+        refuse_unsafe_member(member, archive)  # data get's check
+        if not (member.isfile() or member.isdir()):
+            raise UserError(f"refusing unsafe archive {archive}: member {member.name!r} is a link or device")
 
     def extract(folder):
         try:

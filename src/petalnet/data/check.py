@@ -158,7 +158,8 @@ def check_dataset(data, progress=True, near_threshold=DEFAULT_THRESHOLD):
 def _count(report, part, scan):
     """Add a scan's readable photos per class, unreadable, non-image and dropped files to the report."""
     photos = scan.photos
-    readable = [photos.label_sets()[i] for i in scan.readable_indices()]
+    sets = photos.label_sets()
+    readable = [sets[i] for i in scan.readable_indices()]
     for label, name in enumerate(photos.classes):
         report["counts"][f"{part}/{name}" if part else name] = sum(label in labels for labels in readable)
     if photos.multilabel:

@@ -99,7 +99,7 @@ def check_archive(archive, spec):
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
-                _refuse_unsafe(member, archive)
+                refuse_unsafe_member(member, archive)
                 parts = Path(member.name).parts
                 if (member.isfile() and len(parts) == 3 and parts[0] == spec["name"]
                         and parts[1] in counts and is_image_name(parts[2])):
@@ -111,7 +111,9 @@ def check_archive(archive, spec):
                         f"{spec['counts']}, found {counts}")
 
 
-def _refuse_unsafe(member, archive):
+def refuse_unsafe_member(member, archive):
+    """UserError unless a tar member is safe to extract: no absolute path, and tarfile's `data` filter passes
+    it (no `..`, no link leading out, no device file)."""
     if member.name.startswith(("/", "\\")):  # the data filter would strip the slash; we refuse outright
         raise UserError(f"refusing unsafe archive {archive}: member {member.name!r} has an absolute path")
     if not hasattr(tarfile, "data_filter"):

@@ -94,10 +94,9 @@ def walk_folder(root, skipped=None, seen=None):
     seen = set() if seen is None else seen
     seen.add(os.path.realpath(root))
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        kept = []
+        kept, here = [], os.path.realpath(dirpath)
         for name in sorted(d for d in dirnames if not d.startswith(".")):
             real = os.path.realpath(os.path.join(dirpath, name))
-            here = os.path.realpath(dirpath)
             if real in seen or here == real or here.startswith(real.rstrip(os.sep) + os.sep):  # seen, or a loop
                 if skipped is not None:
                     skipped.append(Path(dirpath) / name)

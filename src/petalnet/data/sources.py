@@ -47,8 +47,9 @@ class DataSource:
         """LabelledPhotos without the excluded ones, which go to its `dropped` rows with the reason."""
         if not self.exclude:
             return photos
-        keep = [i for i, path in enumerate(photos.files) if os.path.abspath(path) not in self.exclude]
-        gone = [photos.shown(path) for i, path in enumerate(photos.files) if i not in set(keep)]
+        out = [os.path.abspath(path) in self.exclude for path in photos.files]
+        keep = [i for i, excluded in enumerate(out) if not excluded]
+        gone = [photos.shown(path) for path, excluded in zip(photos.files, out) if excluded]
         return replace(photos, files=[photos.files[i] for i in keep], labels=[photos.labels[i] for i in keep],
                        parts=None if photos.parts is None else [photos.parts[i] for i in keep],
                        dropped=photos.dropped + [{"path": path, "error": f"excluded ({self.exclude_file})"}

@@ -188,18 +188,14 @@ def make_split(data, val_fraction=0.1, seed=0, progress=True, near_threshold=DEF
     parts = [photos.parts[i] for i in scan.readable_indices()] if photos.parts is not None else None
     if parts is not None:
         train_idx, val_idx, groups = _given_split(source, parts), _given_split(source, parts, "val"), []
-    elif photos.multilabel:
-        groups = photo_groups(digests, looks, near_threshold)[0] if near_threshold is not None else []
-        train_idx, val_idx = split_label_sets(labels, group_keys(digests, groups), len(photos.classes), val_fraction,
-                                              seed)
     else:
         for label, name in enumerate(photos.classes):
-            if labels.count(label) < 2:
+            if not photos.multilabel and labels.count(label) < 2:
                 raise UserError(f"class '{name}' has {labels.count(label)} readable photo(s) in {source.describe()}: "
                                 "at least 2 are needed to split it")
         groups = photo_groups(digests, looks, near_threshold)[0] if near_threshold is not None else []
-        train_idx, val_idx = split_indices(labels, group_keys(digests, groups), len(photos.classes), val_fraction,
-                                           seed)
+        stratified = split_label_sets if photos.multilabel else split_indices
+        train_idx, val_idx = stratified(labels, group_keys(digests, groups), len(photos.classes), val_fraction, seed)
 
     def entries(idx):
         return tuple((shown_path(paths[i], source.root), labels[i]) for i in idx)
@@ -295,11 +291,17 @@ def summarize(split):
         lines.append(f"kept {split.near_duplicate_groups} group(s) of near-duplicates (similarity >= "
                      f"{split.near_threshold:g}) on one side each")
     if split.left_out:
-        plain = not split.manifest and all(row["error"] != LINK_NOT_FOLLOWED for row in split.left_out)
-        lines.append(f"left out {len(split.left_out)} unreadable file(s):" if plain else
-                     f"left out {len(split.left_out)} file(s), row(s) or link(s): unreadable, unusable or loops:")
+        lines.append(left_out_title(split.left_out, unreadable_only=not split.manifest))
         lines += [f"  {r['path']}: {r['error']}" for r in split.left_out]
     return "\n".join(lines)
+
+
+def left_out_title(rows, unreadable_only):
+    """The line above the photos a split or a run left out: `unreadable_only` when the photos came from folders
+    without an --exclude (then only a skipped folder link is anything but an unreadable file)."""
+    if unreadable_only and all(row["error"] != LINK_NOT_FOLLOWED for row in rows):
+        return f"left out {len(rows)} unreadable file(s):"
+    return f"left out {len(rows)} photo(s), row(s) or link(s): unreadable, excluded, unusable or loops:"
 
 
 def run_split(settings):

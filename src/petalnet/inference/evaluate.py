@@ -74,16 +74,21 @@ def run_evaluate(settings):
     if spec.multilabel:
         report = label_set_report(result.probs.numpy(), result.targets.numpy(), thresholds_of(spec), spec.classes,
                                   paths)
-        write_label_outputs(out, report, result, paths, spec, model, name)
-        text, pictures = format_label_report(report), "precision_recall.png, mistakes.png"
     else:
         report = {**classification_report(result.targets, result.predictions, spec.classes),
                   **probability_report(result.targets, result.probs)}
+    if settings.top_losses:
+        add_top_losses(report, result, paths, spec, settings.top_losses)
+    if spec.multilabel:
+        write_label_outputs(out, report, result, paths, spec, model, name)
+        text, pictures = format_label_report(report), "precision_recall.png, mistakes.png"
+    else:
         write_outputs(out, report, result, paths, spec.classes, model, name)
         text, pictures = format_report(report), "confusion.png, reliability.png, mistakes.png"
     if settings.top_losses:
-        text, pictures = add_top_losses(report, result, paths, spec, out, settings.top_losses, text), \
-            pictures + ", top_losses.png"
+        save_photo_grid([(row["path"], top_loss_caption(row)) for row in report["top_losses"]],
+                        out / "top_losses.png", "highest losses ({shown} photos, highest first)")
+        text, pictures = "\n".join([text, *format_top_losses(report)]), pictures + ", top_losses.png"
     if settings.json:
         print(json.dumps(report))
     else:
@@ -92,18 +97,12 @@ def run_evaluate(settings):
     return 0
 
 
-def add_top_losses(report, result, paths, spec, out, count, text):
-    """--top-losses N: the hardest photos and the confused pairs into the report (report.json written again) and
-    top_losses.png; the text report with them."""
+def add_top_losses(report, result, paths, spec, count):
+    """--top-losses N: the hardest photos (and, one class a photo, the confused pairs) into the report."""
     report["top_losses"] = top_losses(result, paths, spec.classes, count,
                                       thresholds_of(spec) if spec.multilabel else None)
     if not spec.multilabel:
         report["confused_pairs"] = confused_pairs(report["confusion"], spec.classes)
-    saved = json.loads((out / "report.json").read_text())
-    write_json(out / "report.json", {**saved, **report})
-    save_photo_grid([(row["path"], top_loss_caption(row)) for row in report["top_losses"]], out / "top_losses.png",
-                    "highest losses ({shown} photos, highest first)")
-    return "\n".join([text, *format_top_losses(report)])
 
 
 def make_folder(out):

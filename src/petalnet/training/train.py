@@ -32,7 +32,7 @@ from petalnet.config.sizes import eval_image_size, inference_spec
 from petalnet.config.train import TrainConfig, TrainRequest, checked_config, resolve_config, resumed_config
 from petalnet.data.download import default_data_dir
 from petalnet.data.sources import DataSource, open_data
-from petalnet.data.split import LINK_NOT_FOLLOWED, Split
+from petalnet.data.split import Split, left_out_title
 from petalnet.devices import distributed
 from petalnet.devices.select import describe, pick_device
 from petalnet.devices.options import DeviceOptions
@@ -163,10 +163,7 @@ def _train(request, session, rank_log):
         photos = with_masks(photos)
     check_photos(photos, config, source.root, processes)
     if photos.left_out:
-        plain = source.kind != "manifest" and not source.exclude and all(
-            row["error"] != LINK_NOT_FOLLOWED for row in photos.left_out)
-        log(f"left out {len(photos.left_out)} unreadable file(s):" if plain else
-            f"left out {len(photos.left_out)} photo(s), row(s) or link(s): unreadable, excluded, unusable or loops:")
+        log(left_out_title(photos.left_out, unreadable_only=source.kind != "manifest" and not source.exclude))
         for row in photos.left_out:
             log(f"  {row['path']}: {row['error']}")
     facts = RunFacts(data=str(Path(start.data).resolve()), layout=photos.layout, classes=tuple(photos.classes))
