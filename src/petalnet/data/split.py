@@ -40,7 +40,7 @@ class Split:
     classes: tuple[str, ...]  # label i is classes[i]
     train: tuple[tuple[str, int], ...]  # (path relative to source, label) per photo
     val: tuple[tuple[str, int], ...]
-    val_fraction: float | None  # None: a manifest's split column decided
+    val_fraction: float | None  # None: a manifest's split column decided, or folds (fold, folds)
     seed: int
     near_threshold: float | None = None  # None: near-duplicates not looked for (and splits before 0.2)
     near_duplicate_groups: int = 0  # groups kept on one side
@@ -48,6 +48,8 @@ class Split:
     manifest: str | None = None  # the manifest the photos came from, absolute (None: class folders)
     test: tuple[tuple[str, int], ...] = ()  # a manifest's test rows: in neither part, for evaluate
     multilabel: bool = False  # labels are tuples of class indices (a manifest's labels column)
+    fold: int | None = None  # k-fold cross-validation (data/folds.py): val is fold `fold` (1..folds) of `folds`
+    folds: int | None = None
 
     def part(self, name):
         """The (relative path, label) pairs of "train", "val" or "test"."""
@@ -62,13 +64,16 @@ class Split:
         return split_paths(self, name, root or self.source)
 
     def to_dict(self):
-        """split.json's layout, as 0.2.0 wrote it (with a manifest: its path and its test rows besides)."""
+        """split.json's layout, as 0.2.0 wrote it (with a manifest: its path and its test rows besides; a fold
+        of cross-validation: fold and folds)."""
         saved = {"source": self.source, "val_fraction": self.val_fraction, "seed": self.seed,
                  "near_threshold": self.near_threshold, "near_duplicate_groups": self.near_duplicate_groups,
                  "classes": list(self.classes), "train": [list(pair) for pair in self.train],
                  "val": [list(pair) for pair in self.val], "left_out": list(self.left_out)}
         if self.manifest:
             saved.update(manifest=self.manifest, test=[list(pair) for pair in self.test])
+        if self.folds:
+            saved.update(fold=self.fold, folds=self.folds)
         if self.multilabel:
             saved["multilabel"] = True
             for part in ("train", "val", "test"):
@@ -87,7 +92,8 @@ class Split:
                    val_fraction=saved["val_fraction"], seed=saved["seed"], near_threshold=saved.get("near_threshold"),
                    near_duplicate_groups=saved.get("near_duplicate_groups", 0),
                    left_out=tuple(saved.get("left_out", ())), manifest=saved.get("manifest"),
-                   test=pairs("test") if "test" in saved else (), multilabel=bool(saved.get("multilabel")))
+                   test=pairs("test") if "test" in saved else (), multilabel=bool(saved.get("multilabel")),
+                   fold=saved.get("fold"), folds=saved.get("folds"))
 
 
 def check_fraction(val_fraction):
@@ -108,7 +114,7 @@ def split_indices(labels, digests, num_classes, val_fraction, seed):
     for label in range(num_classes):
         n = sum(len(idx) for idx in units[label].values())
         target = min(max(round(n * val_fraction), 1), n - 1)
-        order = sorted(units[label], key=lambda d: _rank(seed, d))
+        order = sorted(units[label], key=lambda d: seeded_rank(seed, d))
         taken = 0
         for digest in order:
             group = units[label][digest]
@@ -135,7 +141,7 @@ def split_label_sets(label_sets, keys, num_classes, val_fraction, seed):
     counts = [sum(label in labels for labels in label_sets) for label in range(num_classes)]
     wanted = {part: [share * n for n in counts] for part, share in fraction.items()}
     room = {part: share * len(label_sets) for part, share in fraction.items()}
-    side, left = {}, sorted(units, key=lambda key: _rank(seed, key))
+    side, left = {}, sorted(units, key=lambda key: seeded_rank(seed, key))
     for key in [key for key in left if len({label_sets[i] for i in units[key]}) > 1]:
         side[key] = "train"
     left = [key for key in left if key not in side]
@@ -151,7 +157,7 @@ def split_label_sets(label_sets, keys, num_classes, val_fraction, seed):
             for label in labels:
                 wanted[part][label] -= len(units[key])
         left = [key for key in left if key not in side]
-    free = [key for key in sorted(units, key=lambda key: _rank(seed, key))
+    free = [key for key in sorted(units, key=lambda key: seeded_rank(seed, key))
             if len({label_sets[i] for i in units[key]}) == 1]
     if "val" not in side.values() and len(free) > 1:  # too few photos for any class's share: one unit, as single-label
         side[free[0]] = "val"
@@ -162,7 +168,7 @@ def split_label_sets(label_sets, keys, num_classes, val_fraction, seed):
     return [i for i in range(len(label_sets)) if i not in chosen], val
 
 
-def _rank(seed, digest):
+def seeded_rank(seed, digest):
     return hashlib.sha256(f"{seed}:{digest}".encode()).hexdigest()
 
 
@@ -176,38 +182,81 @@ def group_keys(digests, groups):
     return keys
 
 
+@dataclass(frozen=True)
+class ScannedPhotos:
+    """One read of a source's photos (scan_source): what make_split and data/folds.py's make_folds build their
+    Splits from. The lists are over the readable photos, in listing order."""
+    source: DataSource
+    classes: tuple[str, ...]
+    multilabel: bool
+    paths: list
+    labels: list  # class indices (multilabel: tuples of them)
+    digests: list  # sha256 of each photo's bytes
+    looks: list  # near_duplicates.Look per photo (None: not looked at)
+    parts: list | None  # a manifest's split column per photo ("train", "val", "test"); None: none
+    left_out: tuple[dict, ...]  # {"path", "error"}: unreadable files, unusable rows, links not followed
+
+    def near_groups(self, near_threshold):
+        """Near-duplicate groups (lists of indices, byte copies included) at `near_threshold`; [] when None."""
+        return photo_groups(self.digests, self.looks, near_threshold)[0] if near_threshold is not None else []
+
+    def check_class_sizes(self, least, why, indices=None):
+        """UserError naming the first class with fewer than `least` photos (among `indices`: all by default)."""
+        counts = [0] * len(self.classes)
+        for i in range(len(self.paths)) if indices is None else indices:
+            for label in self.labels[i] if self.multilabel else (self.labels[i],):
+                counts[label] += 1
+        short = next((label for label, n in enumerate(counts) if n < least), None)
+        if short is not None:
+            raise UserError(f"class '{self.classes[short]}' has {counts[short]} readable photo(s) in "
+                            f"{self.source.describe()}: {why}")
+
+    def split(self, train_idx, val_idx, **fields):
+        """The Split of these photos with `train_idx` in train and `val_idx` in val (a manifest's test rows in
+        test); `fields`: val_fraction, seed, near_threshold, near_duplicate_groups, fold, folds."""
+        def entries(idx):
+            return tuple((shown_path(self.paths[i], self.source.root), self.labels[i]) for i in idx)
+
+        manifest = self.source.manifest
+        return Split(source=str(Path(self.source.root).resolve()), classes=self.classes, train=entries(train_idx),
+                     val=entries(val_idx), left_out=self.left_out, multilabel=self.multilabel,
+                     manifest=str(manifest.file.absolute()) if manifest else None,
+                     test=entries([i for i, part in enumerate(self.parts or ()) if part == "test"]), **fields)
+
+
+def scan_source(data, near_threshold=DEFAULT_THRESHOLD, progress=True, split_column=True):
+    """Read every photo of `data` (a folder of class folders, or a DataSource of class folders or a manifest)
+    once: hashed, decoded, and fingerprinted when near-duplicates are to be looked for (near_threshold not
+    None, and with `split_column` only when no manifest split column decides the split)."""
+    check_near_threshold(near_threshold)
+    source = data if isinstance(data, DataSource) else folder_source(require_folder(data))
+    photos = source.photos()
+    given = split_column and photos.parts is not None
+    scan = scan_listing(photos, progress=progress, looks=near_threshold is not None and not given)
+    paths, labels, digests, looks = scan.readable()
+    left_out = [{"path": photos.shown(p), "error": why} for p, why in scan.unreadable.items()] + photos.dropped
+    left_out += [{"path": photos.shown(link), "error": LINK_NOT_FOLLOWED} for link in photos.links_skipped]
+    parts = [photos.parts[i] for i in scan.readable_indices()] if photos.parts is not None else None
+    return ScannedPhotos(source=source, classes=tuple(photos.classes), multilabel=photos.multilabel, paths=paths,
+                         labels=labels, digests=digests, looks=looks, parts=parts, left_out=tuple(left_out))
+
+
 def make_split(data, val_fraction=0.1, seed=0, progress=True, near_threshold=DEFAULT_THRESHOLD):
     """Scan `data` (a folder of class folders, or a DataSource of class folders or a manifest) and return the
     Split that `data split` writes and `train` keeps. A manifest's split column is used as it is."""
     check_fraction(val_fraction)
-    check_near_threshold(near_threshold)
-    source = data if isinstance(data, DataSource) else folder_source(require_folder(data))
-    photos = source.photos()
-    scan = scan_listing(photos, progress=progress, looks=near_threshold is not None and photos.parts is None)
-    paths, labels, digests, looks = scan.readable()
-    parts = [photos.parts[i] for i in scan.readable_indices()] if photos.parts is not None else None
-    if parts is not None:
-        train_idx, val_idx, groups = _given_split(source, parts), _given_split(source, parts, "val"), []
-    else:
-        for label, name in enumerate(photos.classes):
-            if not photos.multilabel and labels.count(label) < 2:
-                raise UserError(f"class '{name}' has {labels.count(label)} readable photo(s) in {source.describe()}: "
-                                "at least 2 are needed to split it")
-        groups = photo_groups(digests, looks, near_threshold)[0] if near_threshold is not None else []
-        stratified = split_label_sets if photos.multilabel else split_indices
-        train_idx, val_idx = stratified(labels, group_keys(digests, groups), len(photos.classes), val_fraction, seed)
-
-    def entries(idx):
-        return tuple((shown_path(paths[i], source.root), labels[i]) for i in idx)
-
-    manifest = str(source.manifest.file.absolute()) if source.manifest else None
-    left_out = [{"path": photos.shown(p), "error": why} for p, why in scan.unreadable.items()] + photos.dropped
-    left_out += [{"path": photos.shown(link), "error": LINK_NOT_FOLLOWED} for link in photos.links_skipped]
-    return Split(source=str(Path(source.root).resolve()), classes=tuple(photos.classes), train=entries(train_idx),
-                 val=entries(val_idx), val_fraction=val_fraction if parts is None else None, seed=seed,
-                 near_threshold=near_threshold if parts is None else None, near_duplicate_groups=len(groups),
-                 left_out=tuple(left_out), manifest=manifest, multilabel=photos.multilabel,
-                 test=entries([i for i, part in enumerate(parts or ()) if part == "test"]))
+    scanned = scan_source(data, near_threshold, progress)
+    if scanned.parts is not None:
+        return scanned.split(_given_split(scanned.source, scanned.parts),
+                             _given_split(scanned.source, scanned.parts, "val"), val_fraction=None, seed=seed)
+    if not scanned.multilabel:
+        scanned.check_class_sizes(2, "at least 2 are needed to split it")
+    groups = scanned.near_groups(near_threshold)
+    stratified = split_label_sets if scanned.multilabel else split_indices
+    train_idx, val_idx = stratified(scanned.labels, group_keys(scanned.digests, groups), len(scanned.classes),
+                                    val_fraction, seed)
+    return scanned.split(train_idx, val_idx, val_fraction=val_fraction, seed=seed, near_threshold=near_threshold,
+                         near_duplicate_groups=len(groups))
 
 
 def _given_split(source, parts, name="train"):
