@@ -127,6 +127,9 @@ class TrainRequest(PlainValues):
     device: str = device_setting()
     resume: bool = setting(False, "continue from RUN/last.pt", switch=True)
     overwrite: bool = setting(False, "replace an existing run", switch=True)
+    folds: int = setting(0, "k-fold cross-validation: K runs (2 to 20), each fold of the photos the val of one, in "
+                         "RUN/fold-1 .. RUN/fold-K; the score's mean and sd in RUN/folds.json, every photo's "
+                         "out-of-fold probabilities in RUN/oof.csv (0: off)", at_least=0, metavar="K")
 
 
 # Settings beyond the tutorial's augmentation: the pil pipeline has none of them.

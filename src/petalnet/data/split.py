@@ -224,12 +224,17 @@ class ScannedPhotos:
                      test=entries([i for i, part in enumerate(self.parts or ()) if part == "test"]), **fields)
 
 
+def as_source(data):
+    """`data` as a DataSource: a folder of class folders (or a train/val layout) named by its path, or as it is."""
+    return data if isinstance(data, DataSource) else folder_source(require_folder(data))
+
+
 def scan_source(data, near_threshold=DEFAULT_THRESHOLD, progress=True, split_column=True):
     """Read every photo of `data` (a folder of class folders, or a DataSource of class folders or a manifest)
     once: hashed, decoded, and fingerprinted when near-duplicates are to be looked for (near_threshold not
     None, and with `split_column` only when no manifest split column decides the split)."""
     check_near_threshold(near_threshold)
-    source = data if isinstance(data, DataSource) else folder_source(require_folder(data))
+    source = as_source(data)
     photos = source.photos()
     given = split_column and photos.parts is not None
     scan = scan_listing(photos, progress=progress, looks=near_threshold is not None and not given)

@@ -4,6 +4,11 @@
     seed  seed    alexnet  2       0.6           2           41.2 s     97.3
 
 Runs written by older versions lack some columns and keys: those cells are '-' (None in --json).
+A cross-validation parent (`train --folds K`, its folds.json) is one row, "PARENT (K folds)", over its folds'
+run folders: best val_acc is the mean of their best val accuracies, with their sample sd in an `sd` column
+(--json: `folds` and `val_acc_sd` besides the usual keys), wall time their sum; an unfinished parent says
+"(N/K folds)" and averages the folds that have trained an epoch. --plot draws a parent as one line, the mean
+over its folds of each epoch's val accuracy (against a fold's mean wall time).
 Wall time is the last row's elapsed_s, or the sum of epoch_seconds for runs written before elapsed_s
 existed; photos/s is the median of train_images_per_s over the epochs. Nothing is written unless --plot
 asks for a picture (val accuracy against epochs and against wall time), which never replaces a file
@@ -16,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from petalnet.config.folds import FoldsFolder
 from petalnet.config.run import RunFolder
 from petalnet.errors import UserError
 from petalnet.utils.fields import PlainValues, check_fields, setting
@@ -23,6 +29,7 @@ from petalnet.utils.fields import PlainValues, check_fields, setting
 COLUMNS = [("run", "run"), ("recipe", "recipe"), ("model", "model"), ("epochs", "epochs"),
            ("best_val_acc", "best val_acc"), ("best_epoch", "best epoch"), ("wall_s", "wall time"),
            ("train_images_per_s", "train photos/s")]
+SD_COLUMN = ("val_acc_sd", "sd")  # shown when a row is a cross-validation parent
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,16 @@ def run_compare(settings):
     if not settings.runs:
         raise UserError("compare needs at least one run folder")
     plot = _check_plot_path(settings.plot, settings.overwrite) if settings.plot else None
-    loaded = [read_run(run) for run in settings.runs]
+    loaded = [read_parent(run) if FoldsFolder(run).holds_folds() else read_run(run) for run in settings.runs]
     names = run_names(settings.runs)
-    rows = [summarize(name, summary, history) for name, (summary, history) in zip(names, loaded)]
+    rows = [summarize_parent(name, item) if isinstance(item, Parent) else summarize(name, *item)
+            for name, item in zip(names, loaded)]
     print(json.dumps(rows) if settings.json else format_table(rows))
     if plot:
         from petalnet.utils.plots import plot_run_comparison
 
-        plot_run_comparison([curve(name, history) for name, (_, history) in zip(names, loaded)], plot)
+        plot_run_comparison([mean_curve(name, item) if isinstance(item, Parent) else curve(name, item[1])
+                             for name, item in zip(names, loaded)], plot)
         print(f"saved {plot}", file=sys.stderr)
     return 0
 
@@ -96,6 +105,49 @@ def read_run(run):
     if "val_acc" not in columns or "epoch" not in columns:
         raise UserError(f"{run} is not a run folder: its metrics.csv has no epoch and val_acc columns")
     return names, history
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A cross-validation parent: K, and its folds that have a metrics.csv, each read as read_run reads a run."""
+    k: int
+    folds: list  # [((recipe, model), history), ...]
+
+
+def read_parent(run):
+    """The Parent of a folder with a folds.json; UserError when it is unreadable or no fold has trained yet."""
+    parent = FoldsFolder(run)
+    k = parent.read_record().k
+    folds = [read_run(parent.fold(n).path) for n in range(1, k + 1) if (parent.fold(n) / "metrics.csv").is_file()]
+    if not folds:
+        raise UserError(f"{run} is a cross-validation run none of whose folds has finished an epoch yet")
+    return Parent(k, folds)
+
+
+def summarize_parent(name, parent):
+    """A parent's row: its folds' rows combined (module docstring), with `folds` and `val_acc_sd`."""
+    rows = [summarize(name, names, history) for names, history in parent.folds]
+    best = [row["best_val_acc"] for row in rows if row["best_val_acc"] is not None]
+    epochs, walls = {row["epochs"] for row in rows}, [row["wall_s"] for row in rows]
+    done = f"{parent.k}" if len(rows) == parent.k else f"{len(rows)}/{parent.k}"
+    return {**rows[0], "run": f"{name} ({done} folds)", "epochs": epochs.pop() if len(epochs) == 1 else None,
+            "best_val_acc": statistics.mean(best) if best else None, "best_epoch": None,
+            "wall_s": None if None in walls else sum(walls),
+            "train_images_per_s": _median([row.get("train_images_per_s") for _, history in parent.folds
+                                           for row in history]),
+            "folds": parent.k, "val_acc_sd": statistics.stdev(best) if len(best) > 1 else None}
+
+
+def mean_curve(name, parent):
+    """A parent's line for the picture: each epoch that every fold scored, its mean val accuracy (and mean wall
+    seconds, when every fold has them)."""
+    curves = [curve(name, history) for _, history in parent.folds]
+    epochs = sorted(set.intersection(*(set(epochs) for _, epochs, _, _ in curves)))
+    at = [{epoch: k for k, epoch in enumerate(fold_epochs)} for _, fold_epochs, _, _ in curves]
+    accuracies = [statistics.mean(c[2][a[e]] for c, a in zip(curves, at)) for e in epochs]
+    timed = all(c[3] is not None for c in curves)
+    seconds = [statistics.mean(c[3][a[e]] for c, a in zip(curves, at)) for e in epochs] if timed else None
+    return (f"{name} ({parent.k} folds, mean)", epochs, accuracies, seconds)
 
 
 def summarize(name, names, history):
@@ -147,10 +199,11 @@ def elapsed_axis(history):
 
 
 def format_table(rows):
-    """Aligned columns, '-' for what a run does not record."""
-    cells = [[title for _, title in COLUMNS]]
-    cells += [[_cell(key, row[key]) for key, _ in COLUMNS] for row in rows]
-    widths = [max(len(line[k]) for line in cells) for k in range(len(COLUMNS))]
+    """Aligned columns, '-' for what a run does not record; an sd column when a row is a parent."""
+    columns = COLUMNS + ([SD_COLUMN] if any("folds" in row for row in rows) else [])
+    cells = [[title for _, title in columns]]
+    cells += [[_cell(key, row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max(len(line[k]) for line in cells) for k in range(len(columns))]
     return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
                      for line in cells)
 
@@ -158,7 +211,7 @@ def format_table(rows):
 def _cell(key, value):
     if value is None:
         return "-"
-    if key == "best_val_acc":
+    if key in ("best_val_acc", "val_acc_sd"):
         return f"{value:.4f}"
     if key == "wall_s":
         return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"

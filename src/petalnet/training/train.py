@@ -3,6 +3,7 @@
     petalnet train --data ~/.cache/petalnet/flower_photos --out runs/seed --recipe seed
     petalnet train --out runs/seed --resume               # continue after a stop
     petalnet train --out runs/seed --resume --epochs 20   # or train longer
+    petalnet train --data photos/ --out runs/cv --folds 5  # k-fold cross-validation (training/folds.py)
     torchrun --nproc_per_node=2 -m petalnet train --data DIR --out runs/ddp   # DDP (devices/distributed.py)
 
     from petalnet.training.train import train
@@ -46,6 +47,7 @@ from petalnet.pipeline.loaders import epoch_seed, make_loaders, memory_budget
 from petalnet.pipeline.sampling import balanced_weights
 from petalnet.training.ema import WeightAverage
 from petalnet.training.engine import Training, fit_to_photos, train_one_epoch
+from petalnet.training.folds import folds_asked, run_folds
 from petalnet.training.network import Network, prepare_model, wrap_for_training
 from petalnet.training.optim import build_optimizer, build_scheduler
 from petalnet.training.multilabel import multilabel_loss, resolve_task, with_masks, with_thresholds
@@ -62,6 +64,7 @@ class Request:
     overrides: dict  # TrainConfig setting name -> value; None means the recipe's
     config: TrainConfig | None  # a whole config instead of recipe + overrides
     options: DeviceOptions
+    split: Split | None = None  # a new run's photos, split already (a fold of cross-validation)
 
 
 @dataclass
@@ -105,27 +108,34 @@ class Progress:
 
 def train(data=None, out="runs/seed", recipe=None, overrides=None, device="auto", resume=False, overwrite=False,
           progress=True, log=print, options=None, config=None, label_column=None, allow_paths_outside=False,
-          exclude=None):
+          exclude=None, folds=0, split=None):
     """Train a model into the run folder `out`; returns the list of per-epoch metric rows.
 
     data: class folders, a train/val layout, a manifest or an archive (data/sources.py; label_column and
     allow_paths_outside: how a manifest is read; exclude: a file of photos to leave out). recipe + overrides
     (TrainConfig setting name -> value; None: the recipe's), or config: a whole TrainConfig (config/train.py);
     options: DeviceOptions (how fast to run here). Under torchrun every process calls this; rank 0 alone writes
-    and prints.
+    and prints. folds=K (2 to 20) trains K runs, one per fold, in out/fold-1 .. out/fold-K and returns their
+    config/folds.py FoldsRecord instead (training/folds.py; resume=True continues such a parent; refused under
+    torchrun). split: a data/split.py Split that a new run takes as its photos instead of splitting them.
     """
     if config is not None and (recipe is not None or overrides or resume):
         raise UserError("config= is a whole run's settings: pass it alone, without recipe=, overrides= or "
                         "resume= (a resumed run keeps its own; overrides={'epochs': N} trains it longer)")
     asked = TrainRequest(data=None if data is None else str(data), out=str(out), recipe=recipe, device=device,
                          resume=resume, overwrite=overwrite, label_column=label_column,
-                         allow_paths_outside=allow_paths_outside, exclude=None if exclude is None else str(exclude))
+                         allow_paths_outside=allow_paths_outside, exclude=None if exclude is None else str(exclude),
+                         folds=folds)
     check_fields(asked)
+    if folds_asked(asked):
+        def train_one(**arguments):
+            return train(device=device, progress=progress, log=log, options=options, **arguments)
+        return run_folds(asked, dict(overrides or {}), config, train_one, progress, log)
     processes, device = distributed.start(pick_device(asked.device))
     rank_log = RankLog(processes)  # under torchrun: RUN/logs/rank-K.log, once the run folder exists
     log = _also_into(rank_log, log if processes.is_main else None)
     session = Session(processes, device, None, progress and processes.is_main, log)
-    request = Request(asked, dict(overrides or {}), config, options or DeviceOptions())
+    request = Request(asked, dict(overrides or {}), config, options or DeviceOptions(), split)
     try:
         return _train(request, session, rank_log)
     except (Exception, Terminated) as err:
@@ -204,7 +214,7 @@ def starting_point(request, log):
         config, data = resolve_config(asked.recipe, request.overrides), data or default_data_dir()
     if data is None:
         raise UserError("no dataset: pass --data DIR, set $PETALNET_DATA, or run 'petalnet data get'")
-    return StartingPoint(config, str(data), previous, folder.read_split() if asked.resume else None)
+    return StartingPoint(config, str(data), previous, folder.read_split() if asked.resume else request.split)
 
 
 def data_source(start, asked):
