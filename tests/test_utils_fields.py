@@ -130,3 +130,24 @@ def test_every_command_settings_take_paths_and_lists_as_a_caller_has_them(tmp_pa
         check_fields(settings)
     assert made[0].runs == (str(tmp_path / "a"), "b") and made[1].dir == str(tmp_path)
     assert made[4].paths == (str(tmp_path / "x.jpg"),) and made[3].tls_cert == str(tmp_path / "c.pem")
+
+
+def test_every_field_of_a_command_settings_is_one_of_its_arguments():
+    """A field the command line should give but that no flag gives is a setting documented yet unreachable
+    (train's --exclude, --label-column and --allow-paths-outside once were)."""
+    from petalnet.cli import build_parser
+    from petalnet.config.train import TrainConfig, TrainRequest
+    from petalnet.devices.options import DeviceOptions
+    from petalnet.inference.settings import IssuesSettings
+    from petalnet.utils.fields import arguments
+
+    def subparsers(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    commands = subparsers(build_parser())
+    for parser, classes in ((commands["train"], (TrainRequest, TrainConfig, DeviceOptions)),
+                            (subparsers(commands["data"])["issues"], (IssuesSettings,))):
+        dests = {action.dest for action in parser._actions}
+        for cls in classes:
+            assert set(arguments(cls)) <= dests, (cls.__name__, set(arguments(cls)) - dests)
+    assert "--from" in subparsers(commands["data"])["issues"].format_help()

@@ -3,6 +3,7 @@
     petalnet data get [--source URL|FILE.tgz] [--dest DIR]
     petalnet data check [DIR] [--json]
     petalnet data split [SRC] --out DIR [--val-fraction 0.1] [--seed 0]
+    petalnet data issues DATA --out DIR [--folds 5] [--from RUN | --recipe R] [--show 30]
     petalnet models [--json]
     petalnet train [--data DIR] --out RUN [--recipe seed] [--epochs N] ... [--resume | --overwrite]
     petalnet evaluate MODEL [--data DIR] [--json] [--out DIR]
@@ -58,6 +59,34 @@ def cmd_data_split(args):
     return run_split(from_args(SplitSettings, args))
 
 
+def cmd_data_issues(args):
+    from petalnet.inference.label_issues import run_issues
+    from petalnet.inference.settings import IssuesSettings
+
+    settings = from_args(IssuesSettings, args)
+    if settings.recipe is not None:
+        settings = dataclasses.replace(settings, from_run=train_folds_for_issues(settings))
+    return run_issues(settings)
+
+
+def train_folds_for_issues(settings):
+    """`data issues --recipe R`: K folds of the recipe trained into DIR/folds (resumed when there); the folder."""
+    from pathlib import Path
+
+    from petalnet.training.train import train
+
+    if settings.from_run is not None:
+        raise UserError("--recipe trains the folds that --from would name: give one of them")
+    run = Path(settings.out) / "folds"
+    resume = (run / "folds.json").is_file()
+    print(f"training {settings.folds} folds of recipe {settings.recipe} into {run}"
+          + (" (resumed)" if resume else ""), file=sys.stderr)
+    train(settings.data, run, recipe=None if resume else settings.recipe, device=settings.device, resume=resume,
+          overrides=None if resume else {"seed": settings.seed}, folds=0 if resume else settings.folds,
+          label_column=settings.label_column, allow_paths_outside=settings.allow_paths_outside)
+    return str(run)
+
+
 def cmd_train(args):
     from petalnet.config.train import TrainConfig, TrainRequest
     from petalnet.devices.options import DeviceOptions
@@ -68,7 +97,9 @@ def cmd_train(args):
               options=from_args(DeviceOptions, args))
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every process gets Ctrl-C: rank 0 speaks
-            print(f"\ninterrupted: {args.out}/last.pt holds the last finished epoch; continue with "
+            folds = getattr(args, "folds", 0) or os.path.isfile(os.path.join(args.out, "folds.json"))
+            held = "each fold's last.pt holds its" if folds else f"{args.out}/last.pt holds the"
+            print(f"\ninterrupted: {held} last finished epoch; continue with "
                   f"'petalnet train --out {args.out} --resume'", file=sys.stderr)
         return 130
 
@@ -116,12 +147,15 @@ def cmd_models(args):
 
 def add_data_commands(sub):
     from petalnet.data.settings import CheckSettings, GetSettings, SplitSettings
+    from petalnet.inference.settings import IssuesSettings
 
-    data = sub.add_parser("data", help="get, check and split photos")
+    data = sub.add_parser("data", help="get, check and split photos; find wrong labels")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
     commands = [("get", GetSettings, cmd_data_get, "download (or unpack) flower_photos and check it"),
                 ("check", CheckSettings, cmd_data_check, "count photos, find unreadable files and duplicates"),
-                ("split", SplitSettings, cmd_data_split, "write a train/val layout of hard links")]
+                ("split", SplitSettings, cmd_data_split, "write a train/val layout of hard links"),
+                ("issues", IssuesSettings, cmd_data_issues, "find wrong labels, outliers and copies given different "
+                 "labels; write a corrected manifest")]
     for name, settings, function, text in commands:
         command = data_sub.add_parser(name, help=text)
         add_flags(command, settings, default_text=None)
@@ -135,7 +169,8 @@ def add_train_command(sub):
     from petalnet.devices.options import DeviceOptions
 
     train = sub.add_parser("train", help="train a model into a run folder")
-    add_flags(train, TrainRequest, default_text=None, only=("data", "out", "recipe", "resume", "overwrite"))
+    add_flags(train, TrainRequest, default_text=None, only=("data", "label_column", "allow_paths_outside", "exclude",
+                                                            "out", "recipe", "folds", "resume", "overwrite"))
     add_flags(train.add_argument_group("what the run learns (a recipe's values)"), TrainConfig)
     device = train.add_argument_group("how fast it runs on this device (measured defaults, see config.json)")
     add_flags(device, TrainRequest, default_text=None, only=("device",))

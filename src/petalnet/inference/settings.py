@@ -77,3 +77,25 @@ class ExportSettings(PlainValues):
                                    "faster on CPUs", choices=QUANTIZE)
     calibration_photos: str | None = setting(None, "photos that set the int8 ranges (default: 256 of the run's "
                                              "train photos)", metavar="DIR")
+
+
+@dataclass(frozen=True)
+class IssuesSettings(PlainValues):
+    """What `petalnet data issues` looks through, where its probabilities come from, and where it writes."""
+    data: str = setting(REQUIRED, "class folders, train/val layout, manifest (.csv, .tsv, .jsonl) or archive of them",
+                        positional=1)
+    out: str = setting(REQUIRED, "new folder for issues.csv, issues.jpg and corrected.csv (DATA is never touched)",
+                       metavar="DIR")
+    label_column: str | None = setting_like(CheckSettings, "label_column")
+    allow_paths_outside: bool = setting_like(CheckSettings, "allow_paths_outside")
+    folds: int = setting(5, "each photo's probabilities come from a model that did not see it: K folds",
+                         at_least=2, at_most=20, metavar="K")  # data/folds.py MAX_FOLDS
+    from_run: str | None = setting(None, "take the out-of-fold probabilities of this 'train --folds K' run "
+                                   "(default: a linear model on ImageNet features, in seconds)", metavar="RUN",
+                                   aliases=("--from",))
+    recipe: str | None = setting(None, "train K folds of this recipe into DIR/folds first and use their "
+                                 "probabilities (K trainings: slow; resumed when DIR/folds is there)")
+    show: int = setting(30, "photos in issues.jpg, most likely first", at_least=0, metavar="N")
+    seed: int = setting(0, "which photos go to which fold", at_least=0)
+    device: str = device_setting()
+    overwrite: bool = setting(False, "replace DIR's issues.csv, issues.jpg and corrected.csv", switch=True)

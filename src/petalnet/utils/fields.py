@@ -58,15 +58,15 @@ def _plain(value):
 
 
 def setting(default, help, choices=None, at_least=None, above=None, at_most=None, below=None, flag=True,
-            positional=None, switch=False, metavar=None, parse=None, required=False):
+            positional=None, switch=False, metavar=None, parse=None, required=False, aliases=()):
     """A dataclass field with its help text, allowed values or range (None: no bound), and how the command
     line gives it: a flag (`parse`: the function that reads its text, default its type's; `required`: the
     command needs it), a positional argument (`positional`: its nargs, 1 for exactly one), a switch (a bool
-    flag without a value), or nothing (`flag=False`)."""
+    flag without a value), or nothing (`flag=False`); `aliases`: other spellings of the flag."""
     bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": choices, "flag": flag, "positional": positional, "switch": switch,
-        "metavar": metavar, "parse": parse, "required": required,
+        "metavar": metavar, "parse": parse, "required": required, "aliases": tuple(aliases),
         "bounds": {k: v for k, v in bounds.items() if v is not None}})
 
 
@@ -212,8 +212,8 @@ def add_flags(parser, cls, default_text="the recipe's", only=None):
             required = bool(meta.get("required")) or f.default is dataclasses.MISSING  # no default: must be given
             shown = None if required else default_text if default_text is not None else _shown(f.default)
             text += f" (default: {shown})" if shown not in (None, "") else ""
-            parser.add_argument(name, type=kind, nargs=nargs, metavar=meta.get("metavar"), help=text,
-                                required=required, default=argparse.SUPPRESS)
+            parser.add_argument(name, *meta.get("aliases", ()), dest=f.name, type=kind, nargs=nargs,
+                                metavar=meta.get("metavar"), help=text, required=required, default=argparse.SUPPRESS)
 
 
 def arguments(cls):
