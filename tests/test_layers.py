@@ -20,6 +20,7 @@ LAYERS = {"errors": 0, "utils": 0, "data": 1, "models": 1, "devices": 1, "config
           "inference": 4, "training": 5, "serving": 6, "cli": 7, "__init__": 7, "__main__": 7}
 # The commands' own modules: a sibling that needs what one does imports the module it uses, not the command.
 COMMANDS = {"petalnet.inference.predict", "petalnet.inference.evaluate", "petalnet.inference.export",
+            "petalnet.inference.label_issues",
             "petalnet.training.train", "petalnet.serving.server"}
 COMMAND_PARENTS = ("inference", "training", "serving")
 

@@ -104,7 +104,7 @@ def find_issues(settings, progress=True):
     check_fields(settings)
     import_cleanlab()  # the extra missing: one line before any photo is read
     photos = read_photos(settings, progress)
-    out = prepare_out(settings, photos.source.root)
+    out = prepare_out(settings, photos.source)
     table = photo_features(photos.paths, settings.device, progress=progress)
     probs, method = out_of_fold(settings, photos, table.features)
     rows = issue_rows(photos, probs, table.features)
@@ -129,10 +129,10 @@ def read_photos(settings, progress=True):
                   parts=scanned.parts, multilabel=scanned.multilabel)
 
 
-def prepare_out(settings, root):
-    """DIR, created; refused inside DATA's folder (it would become a class) or over earlier results."""
-    out, root = Path(settings.out).absolute(), Path(root).absolute()
-    if out == root or root in out.parents:
+def prepare_out(settings, source):
+    """DIR, created; refused inside a folder of class folders (it would become a class) or over earlier results."""
+    out, root = Path(settings.out).absolute(), Path(source.root).absolute()
+    if source.kind != "manifest" and (out == root or root in out.parents):
         raise UserError(f"--out {settings.out} is inside {root}: choose a folder outside the photos")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {settings.out} is a file, not a folder")
