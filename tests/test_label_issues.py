@@ -5,6 +5,7 @@ tests flip: the CLI once with the real ImageNet features, then the Python API wi
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,26 +158,53 @@ def test_a_manifest_with_label_sets_and_a_split_column(tmp_path, fake_features):
     assert [row["split"] for row in corrected] == [split for _, _, split in rows]
 
 
-def test_from_a_folds_run_takes_its_probabilities(tmp_path, fake_features, monkeypatch):
-    from petalnet.config import folds
+def two_class_run(root, fake_features):
+    """An OutOfFold of 6 + 6 made-up photos under `root` that disbelieves daisy/made_003.jpg."""
+    from petalnet.config.folds import OutOfFold
 
-    root = make_flower_folders(tmp_path / "photos", CLASSES[:2], 6)
+    make_flower_folders(root, CLASSES[:2], 6)
     paths = sorted(str(p.absolute()) for p in root.rglob("*.jpg"))
     labels = [CLASSES.index(Path(p).parent.name) for p in paths]
     fake_features.update({p: label for p, label in zip(paths, labels)})
     probs = [[0.9, 0.1] if label == 0 else [0.1, 0.9] for label in labels]
-    probs[3] = [0.02, 0.98]  # the run disbelieves daisy/made_003.jpg
-    oof = folds.OutOfFold(classes=tuple(CLASSES[:2]), paths=paths, given=labels, folds=[1 + i % 2 for i in labels],
-                          probs=probs, multilabel=False, data=str(root), k=2)
+    probs[3] = [0.02, 0.98]
+    return OutOfFold(classes=tuple(CLASSES[:2]), paths=paths, given=labels, folds=[1 + i % 2 for i in labels],
+                     probs=probs, multilabel=False, data=str(root), k=2)
+
+
+def test_from_a_folds_run_takes_its_probabilities(tmp_path, fake_features, monkeypatch):
+    from petalnet.config import folds
+
+    root = tmp_path / "photos"
+    oof = two_class_run(root, fake_features)
     monkeypatch.setattr(folds, "read_out_of_fold", lambda run: oof)
     found = find_issues(IssuesSettings(data=str(root), out=str(tmp_path / "out"), from_run="runs/cv", folds=2), False)
     assert found.method == "the folds of runs/cv"
     assert found.issues[0].path == "daisy/made_003.jpg" and found.issues[0].suggested == "dandelion"
     assert found.issues[0].score == pytest.approx(0.98)
-    short = folds.OutOfFold(**{**oof.__dict__, "paths": paths[1:], "probs": probs[1:], "given": labels[1:]})
+    short = replace(oof, paths=oof.paths[1:], probs=oof.probs[1:], given=oof.given[1:])
     monkeypatch.setattr(folds, "read_out_of_fold", lambda run: short)
     with pytest.raises(UserError, match="lack 1 of the 12 photos"):
         find_issues(IssuesSettings(data=str(root), out=str(tmp_path / "o2"), from_run="runs/cv", folds=2), False)
+
+
+def test_recipe_trains_the_folds_into_out_first_and_resumes_them(tmp_path, fake_features, monkeypatch):
+    import petalnet.training.train as training
+    from petalnet.config import folds
+
+    root, out, calls = tmp_path / "photos", tmp_path / "out", []
+    oof = two_class_run(root, fake_features)
+    monkeypatch.setattr(folds, "read_out_of_fold", lambda run: oof if Path(run) == out / "folds" else None)
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert cli("data", "issues", root, "--out", out, "--recipe", "finetune", "--folds", "2", "--seed", "3") == 0
+    (data, run), asked = calls[0]
+    assert (Path(data), Path(run)) == (root, out / "folds")
+    assert (asked["recipe"], asked["folds"], asked["resume"], asked["overrides"]) == ("finetune", 2, False, {"seed": 3})
+    assert read_rows(out / "issues.csv")[0]["path"] == "daisy/made_003.jpg"
+    (out / "folds").mkdir()
+    (out / "folds" / "folds.json").write_text("{}")  # a parent is there: resumed, its own settings kept
+    assert cli("data", "issues", root, "--out", out, "--recipe", "finetune", "--folds", "2", "--overwrite") == 0
+    assert (calls[1][1]["recipe"], calls[1][1]["folds"], calls[1][1]["resume"]) == (None, 0, True)
 
 
 def test_without_the_extra_one_line_names_it(tmp_path, monkeypatch):
