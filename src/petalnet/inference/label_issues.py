@@ -73,6 +73,11 @@ class Found:
     method: str  # where the probabilities came from
     accuracy: float  # the out-of-fold probabilities' accuracy against the given labels (multi-label: exact sets)
     seconds: float
+    left_out: int = 0  # unreadable photos and unusable manifest rows (data check lists them)
+
+    def counts(self):
+        """{kind: rows} for label, outlier and conflict."""
+        return {kind: sum(issue.kind == kind for issue in self.issues) for kind in ("label", "outlier", "conflict")}
 
 
 @dataclass
@@ -85,16 +90,18 @@ class Photos:
     keys: list  # photos with one key are copies or near-duplicates (split.py's group_keys)
     parts: list | None  # a manifest's split column, per photo
     multilabel: bool
+    left_out: int  # unreadable photos, unusable manifest rows
 
 
 def run_issues(settings):
     """`petalnet data issues`: find, write, print one summary line. Returns 0."""
     found = find_issues(settings)
-    counts = {kind: sum(issue.kind == kind for issue in found.issues) for kind in ("label", "outlier", "conflict")}
+    counts = found.counts()
     print(f"{found.photos} photos, probabilities from {found.method} (out-of-fold accuracy {found.accuracy:.4f}): "
           f"{counts['label']} label issue(s), {counts['outlier']} outlier(s), {counts['conflict']} conflicting "
           f"copies; {settings.out}/issues.csv (most likely first), issues.jpg, corrected.csv "
-          f"({found.seconds:.0f} s)")
+          f"({found.seconds:.0f} s)" + (f"; {found.left_out} photo(s) or row(s) left out: see data check"
+                                          if found.left_out else ""))
     return 0
 
 
@@ -104,14 +111,15 @@ def find_issues(settings, progress=True):
     check_fields(settings)
     import_cleanlab()  # the extra missing: one line before any photo is read
     photos = read_photos(settings, progress)
+    given = run_probabilities(settings.from_run, photos) if settings.from_run else None  # its errors: before DIR
     out = prepare_out(settings, photos.source)
     table = photo_features(photos.paths, settings.device, progress=progress)
-    probs, method = out_of_fold(settings, photos, table.features)
+    probs, method = (given, f"the folds of {settings.from_run}") if given is not None else \
+        logistic_probabilities(settings, photos, table.features)
     rows = issue_rows(photos, probs, table.features)
     write_outputs(out, photos, rows, settings.show)
-    accuracy = fold_accuracy(probs, photos)
-    found = Found(issues=tuple(rows), photos=len(photos.paths), method=method, accuracy=accuracy,
-                  seconds=time.perf_counter() - started)
+    found = Found(issues=tuple(rows), photos=len(photos.paths), method=method, accuracy=fold_accuracy(probs, photos),
+                  seconds=time.perf_counter() - started, left_out=photos.left_out)
     write_json(out / "summary.json", summary(found, settings))
     return found
 
@@ -126,7 +134,7 @@ def read_photos(settings, progress=True):
     groups = scanned.near_groups(DEFAULT_THRESHOLD)
     return Photos(source=source, classes=list(scanned.classes), paths=[str(p) for p in scanned.paths],
                   labels=list(scanned.labels), keys=group_keys(scanned.digests, groups),
-                  parts=scanned.parts, multilabel=scanned.multilabel)
+                  parts=scanned.parts, multilabel=scanned.multilabel, left_out=len(scanned.left_out))
 
 
 def prepare_out(settings, source):
@@ -146,10 +154,8 @@ def prepare_out(settings, source):
     return out
 
 
-def out_of_fold(settings, photos, features):
-    """((N, C) out-of-fold probabilities, how they were made)."""
-    if settings.from_run:
-        return run_probabilities(settings.from_run, photos), f"the folds of {settings.from_run}"
+def logistic_probabilities(settings, photos, features):
+    """((N, C) out-of-fold probabilities of a logistic regression on the features, how they were made)."""
     label_sets = [tuple(label) if photos.multilabel else (label,) for label in photos.labels]
     folds = assign_folds(label_sets, photos.keys, settings.folds, settings.seed)
     probs, c = logistic_out_of_fold(features, photos.labels, folds, len(photos.classes), photos.multilabel)
@@ -267,7 +273,6 @@ def _short(text, width=34):
 
 def summary(found, settings):
     """summary.json's dict."""
-    counts = {kind: sum(issue.kind == kind for issue in found.issues) for kind in ("label", "outlier", "conflict")}
-    return {"data": str(Path(settings.data).absolute()), "photos": found.photos, "method": found.method,
-            "out_of_fold_accuracy": found.accuracy, "folds": settings.folds, "from_run": settings.from_run,
-            "issues": len(found.issues), **counts, "seconds": found.seconds}
+    return {"data": str(Path(settings.data).absolute()), "photos": found.photos, "left_out": found.left_out,
+            "method": found.method, "out_of_fold_accuracy": found.accuracy, "folds": settings.folds,
+            "from_run": settings.from_run, "issues": len(found.issues), **found.counts(), "seconds": found.seconds}
