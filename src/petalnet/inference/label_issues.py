@@ -170,12 +170,12 @@ def run_probabilities(run, photos):
     oof = read_out_of_fold(run)
     if list(oof.classes) != photos.classes:
         raise UserError(f"{run} was trained on the classes {', '.join(oof.classes)}, not {', '.join(photos.classes)}")
-    row_of = {os.path.normpath(path): i for i, path in enumerate(oof.paths)}
-    missing = [path for path in photos.paths if os.path.normpath(path) not in row_of]
+    row_of = {os.path.realpath(path): i for i, path in enumerate(oof.paths)}  # links followed on both sides
+    missing = [path for path in photos.paths if os.path.realpath(path) not in row_of]
     if missing:
         raise UserError(f"{run}'s out-of-fold probabilities lack {len(missing)} of the {len(photos.paths)} photos "
                         f"(first: {missing[0]}): was it trained on other photos?")
-    return np.asarray([oof.probs[row_of[os.path.normpath(path)]] for path in photos.paths], dtype=np.float64)
+    return np.asarray([oof.probs[row_of[os.path.realpath(path)]] for path in photos.paths], dtype=np.float64)
 
 
 def issue_rows(photos, probs, features):

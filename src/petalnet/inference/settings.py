@@ -82,8 +82,8 @@ class ExportSettings(PlainValues):
 @dataclass(frozen=True)
 class IssuesSettings(PlainValues):
     """What `petalnet data issues` looks through, where its probabilities come from, and where it writes."""
-    data: str = setting(REQUIRED, "class folders, train/val layout, manifest (.csv, .tsv, .jsonl) or archive of them",
-                        positional=1)
+    data: str = setting(REQUIRED, "class folders, manifest (.csv, .tsv, .jsonl) or archive of them (not a train/val "
+                        "layout)", positional=1, metavar="DATA")
     out: str = setting(REQUIRED, "new folder for issues.csv, issues.jpg and corrected.csv (DATA is never touched)",
                        metavar="DIR")
     label_column: str | None = setting_like(CheckSettings, "label_column")
@@ -91,7 +91,7 @@ class IssuesSettings(PlainValues):
     folds: int = setting(5, "each photo's probabilities come from a model that did not see it: K folds",
                          at_least=2, at_most=20, metavar="K")  # data/folds.py MAX_FOLDS
     from_run: str | None = setting(None, "take the out-of-fold probabilities of this 'train --folds K' run "
-                                   "(default: a linear model on ImageNet features, in seconds)", metavar="RUN",
+                                   "(default: a logistic regression on ImageNet features, one pass over the photos)", metavar="RUN",
                                    aliases=("--from",))
     recipe: str | None = setting(None, "train K folds of this recipe into DIR/folds first and use their "
                                  "probabilities (K trainings: slow; resumed when DIR/folds is there)")
