@@ -91,8 +91,8 @@ class IssuesSettings(PlainValues):
     folds: int = setting(5, "each photo's probabilities come from a model that did not see it: K folds",
                          at_least=2, at_most=20, metavar="K")  # data/folds.py MAX_FOLDS
     from_run: str | None = setting(None, "take the out-of-fold probabilities of this 'train --folds K' run "
-                                   "(default: a logistic regression on ImageNet features, one pass over the photos)", metavar="RUN",
-                                   aliases=("--from",))
+                                   "(default: a logistic regression on ImageNet features, one pass over the photos)",
+                                   metavar="RUN", aliases=("--from",))
     recipe: str | None = setting(None, "train K folds of this recipe into DIR/folds first and use their "
                                  "probabilities (K trainings: slow; resumed when DIR/folds is there)")
     show: int = setting(30, "photos in issues.jpg, most likely first", at_least=0, metavar="N")
